@@ -1,0 +1,55 @@
+"""Conveyor: a fast, reliable background-job queue for Python on Redis/Valkey."""
+
+from conveyor.errors import (
+    ConfigurationError,
+    ConveyorError,
+    EmbeddedServerError,
+    JobNotFound,
+    JobStateError,
+    NotDurableError,
+    PayloadError,
+    PermanentError,
+    QueueBusyError,
+    RetryLater,
+    ServerUnavailable,
+    UnsafeServerError,
+)
+from conveyor.job import Attempt, AttemptCause, DeadReason, Durability, ErrorInfo, Job, JobState
+from conveyor.ops import Counts, Durable, JobSpec, QueueOptions
+from conveyor.queue import Queue
+from conveyor.retry import Exponential, Fixed, Immediate
+from conveyor.sync_queue import SyncQueue
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attempt",
+    "AttemptCause",
+    "ConfigurationError",
+    "ConveyorError",
+    "Counts",
+    "DeadReason",
+    "Durability",
+    "Durable",
+    "EmbeddedServerError",
+    "ErrorInfo",
+    "Exponential",
+    "Fixed",
+    "Immediate",
+    "Job",
+    "JobNotFound",
+    "JobSpec",
+    "JobState",
+    "JobStateError",
+    "NotDurableError",
+    "PayloadError",
+    "PermanentError",
+    "Queue",
+    "QueueBusyError",
+    "QueueOptions",
+    "RetryLater",
+    "ServerUnavailable",
+    "SyncQueue",
+    "UnsafeServerError",
+    "__version__",
+]

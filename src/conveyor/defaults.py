@@ -1,0 +1,53 @@
+"""Every default Conveyor uses, in one place."""
+
+from __future__ import annotations
+
+#: Environment variable naming the server URL; unset means the embedded server.
+URL_ENV = "CONVEYOR_URL"
+#: Environment variable naming the embedded server's data folder.
+DATA_DIR_ENV = "CONVEYOR_DATA_DIR"
+#: Prefix of every key Conveyor writes.
+KEY_PREFIX = "conveyor"
+
+# Jobs
+MAX_ATTEMPTS = 3
+JOB_TIMEOUT = 300.0  # seconds a handler may run before the attempt counts as timed out
+PRIORITY = 0
+PRIORITY_MIN = -1000
+PRIORITY_MAX = 1000
+MAX_PAYLOAD_BYTES = 512 * 1024
+MAX_RESULT_BYTES = 512 * 1024
+MAX_ERROR_MESSAGE_CHARS = 2_000
+MAX_TRACEBACK_CHARS = 8_000
+
+# Retention (completed and dead jobs are trimmed by count and by age)
+COMPLETED_KEEP_COUNT = 1_000
+COMPLETED_KEEP_AGE = 24 * 3600.0
+DEAD_KEEP_COUNT = 10_000
+DEAD_KEEP_AGE = 14 * 24 * 3600.0
+EVENTS_MAXLEN = 10_000
+
+# Workers
+CONCURRENCY = 10
+FETCH_BATCH = 100  # most jobs taken by one fetch call
+LOCK_TTL = 10.0  # a lock not renewed for this long marks its job stalled
+LOCK_RENEW_INTERVAL = LOCK_TTL / 3
+STALL_CHECK_INTERVAL = 5.0  # killed worker's jobs recovered within LOCK_TTL + this
+MAX_STALLS = 3  # more stalls than this and the job is dead ("too_many_stalls")
+IDLE_BLOCK = 5.0  # longest a blocked fetch waits before looking again
+SHUTDOWN_GRACE = 30.0
+HEARTBEAT_TTL = 30.0
+RECONNECT_BACKOFF_MAX = 5.0
+
+# Connections
+CONNECT_TIMEOUT = 2.0
+CONNECT_RETRIES = 3
+SOCKET_TIMEOUT = 10.0
+
+# Durable enqueue (WAITAOF / WAIT)
+DURABLE_TIMEOUT = 1.0
+
+# Backoff (exponential, seconds)
+BACKOFF_BASE = 1.0
+BACKOFF_FACTOR = 2.0
+BACKOFF_CAP = 300.0

@@ -1,0 +1,60 @@
+"""Exceptions raised by Conveyor's public API."""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base class of every error Conveyor raises."""
+
+
+class ServerUnavailable(ConveyorError):
+    """The Redis/Valkey server could not be reached after a short bounded retry."""
+
+
+class ConfigurationError(ConveyorError):
+    """A URL, option or server setting is not usable."""
+
+
+class UnsafeServerError(ConfigurationError):
+    """The server may evict or lose jobs (for example ``maxmemory-policy`` evicts keys)."""
+
+
+class PayloadError(ConveyorError, ValueError):
+    """A payload or result is not JSON, or is larger than the configured limit."""
+
+
+class JobNotFound(ConveyorError, LookupError):
+    """No job with that id exists in the queue."""
+
+
+class JobStateError(ConveyorError):
+    """The job is in a state that does not allow the operation (e.g. removing an active job)."""
+
+
+class QueueBusyError(ConveyorError):
+    """The queue has active jobs and the operation was not forced."""
+
+
+class NotDurableError(ConveyorError):
+    """A durable enqueue stored the job, but the server did not confirm the asked durability."""
+
+    def __init__(self, message: str, *, aof_local: int, replicas: int) -> None:
+        super().__init__(message)
+        self.aof_local = aof_local
+        self.replicas = replicas
+
+
+class EmbeddedServerError(ConveyorError):
+    """The embedded Valkey server could not be started, found or stopped."""
+
+
+class PermanentError(ConveyorError):
+    """Raise from a handler to send the job to the dead-letter queue at once, without retries."""
+
+
+class RetryLater(ConveyorError):
+    """Raise from a handler to retry the job after ``delay`` seconds (still within its budget)."""
+
+    def __init__(self, delay: float, message: str = "") -> None:
+        super().__init__(message or f"retry requested in {delay:g}s")
+        self.delay = delay

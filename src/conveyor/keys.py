@@ -1,0 +1,64 @@
+"""The Redis key layout of a queue: the one place that spells a key name.
+
+Every key of a queue carries the queue's hash tag (``conveyor:{emails}:...``), so each
+script touches one cluster slot. Lua scripts receive these keys from the caller, bound to
+names that are checked against :data:`QUEUE_KEYS`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from conveyor.defaults import KEY_PREFIX
+
+#: The per-queue keys, by the name scripts use for them.
+QUEUE_KEYS: dict[str, str] = {
+    "meta": "meta",  # hash: paused flag, sequence counters
+    "waiting": "waiting",  # zset: job id -> priority band + FIFO sequence
+    "delayed": "delayed",  # zset: job id -> due time (ms)
+    "active": "active",  # zset: job id -> lock deadline (ms)
+    "completed": "completed",  # zset: job id -> expiry time (ms)
+    "dead": "dead",  # zset: job id -> expiry time (ms)
+    "events": "events",  # capped stream of state changes
+    "marker": "marker",  # list: wakes blocked workers when work may be ready
+    "workers": "workers",  # zset: worker id -> heartbeat expiry (ms)
+    "worker_info": "worker-info",  # hash: worker id -> JSON description
+    "job": "job:",  # prefix of one hash per job: job:<id>
+}
+
+#: Global set of known queue names (outside any hash tag; never touched by a script).
+QUEUE_REGISTRY = f"{KEY_PREFIX}:queues"
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+
+def validate_queue_name(name: str) -> str:
+    """Return ``name`` if it is a usable queue name, else raise ``ValueError``."""
+    if not _QUEUE_NAME.match(name):
+        raise ValueError(
+            f"invalid queue name {name!r}: use 1-200 letters, digits, '_', '.', ':' or '-'"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """The keys of one queue."""
+
+    queue: str
+
+    def __post_init__(self) -> None:
+        validate_queue_name(self.queue)
+
+    @property
+    def prefix(self) -> str:
+        return f"{KEY_PREFIX}:{{{self.queue}}}:"
+
+    def key(self, name: str) -> str:
+        """The full key for one of :data:`QUEUE_KEYS`."""
+        return self.prefix + QUEUE_KEYS[name]
+
+    def job(self, job_id: str) -> str:
+        """The hash holding one job."""
+        return self.key("job") + job_id

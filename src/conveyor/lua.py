@@ -1,0 +1,106 @@
+"""Loads the Lua scripts beside this module and binds their declared KEYS and ARGV.
+
+Each script starts with a header comment that declares, by name, the keys and arguments
+it takes (``KEYS: meta waiting``; ``ARGV: #count worker_id ...jobs``). The loader
+generates ``local meta_key = KEYS[1]`` and friends from that header, so the contract and
+the body cannot drift, and checks every key name against :mod:`conveyor.keys`. A ``#``
+marks a numeric argument (bound with ``tonumber``); ``...name`` binds the index where the
+variadic rest starts. ``-- @include NAME`` pastes ``include/NAME.lua`` once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from conveyor.keys import QUEUE_KEYS, QueueKeys
+
+_HEADER_LINE = re.compile(r"^(KEYS|ARGV):(.*)$", re.MULTILINE)
+_INCLUDE = re.compile(r"^-- @include (\w+)\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Script:
+    """One Lua script: its source with generated bindings, its SHA1 and its key names."""
+
+    name: str
+    source: str
+    sha: str
+    key_names: tuple[str, ...]
+    arg_names: tuple[str, ...]
+
+    def keys_for(self, keys: QueueKeys) -> list[str]:
+        """The KEYS list this script expects, for one queue."""
+        return [keys.key(name) for name in self.key_names]
+
+
+def _declared(header: str, field: str) -> list[str]:
+    for match in _HEADER_LINE.finditer(header):
+        if match.group(1) == field:
+            return match.group(2).split()
+    return []
+
+
+def _bindings(name: str, key_names: list[str], arg_names: list[str]) -> str:
+    lines = []
+    for index, key in enumerate(key_names, start=1):
+        if key not in QUEUE_KEYS:
+            raise ValueError(f"{name}.lua declares unknown key {key!r}")
+        lines.append(f"local {key}_key = KEYS[{index}]")
+    for index, arg in enumerate(arg_names, start=1):
+        if arg.startswith("..."):
+            lines.append(f"local {arg[3:]}_start = {index}")
+        elif arg.startswith("#"):
+            lines.append(f"local {arg[1:]} = tonumber(ARGV[{index}])")
+        else:
+            lines.append(f"local {arg} = ARGV[{index}]")
+    return "\n".join(lines)
+
+
+def _read(relative: str) -> str:
+    return (resources.files("conveyor") / "lua" / relative).read_text(encoding="utf-8")
+
+
+def _expand_includes(source: str) -> str:
+    seen: set[str] = set()
+
+    def include(match: re.Match[str]) -> str:
+        helper = match.group(1)
+        if helper in seen:
+            return ""
+        seen.add(helper)
+        return _expand_includes(_read(f"include/{helper}.lua"))
+
+    return _INCLUDE.sub(include, source)
+
+
+def build_script(name: str) -> Script:
+    """Read ``lua/NAME.lua`` and return it with its bindings and includes in place."""
+    raw = _read(f"{name}.lua")
+    header_end = raw.find("]]")
+    if not raw.startswith("--[[") or header_end < 0:
+        raise ValueError(f"{name}.lua must start with a --[[ ... ]] header")
+    header = raw[: header_end + 2]
+    key_names = _declared(header, "KEYS")
+    arg_names = _declared(header, "ARGV")
+    body = _expand_includes(raw[header_end + 2 :])
+    source = f"{header}\n{_bindings(name, key_names, arg_names)}\n{body}"
+    sha = hashlib.sha1(source.encode()).hexdigest()
+    return Script(name, source, sha, tuple(key_names), tuple(a.lstrip("#") for a in arg_names))
+
+
+@cache
+def script(name: str) -> Script:
+    """The script named ``name`` (read once per process)."""
+    return build_script(name)
+
+
+def all_script_names() -> list[str]:
+    """Every script shipped in the package."""
+    folder = resources.files("conveyor") / "lua"
+    return sorted(
+        entry.name[:-4] for entry in folder.iterdir() if entry.name.endswith(".lua")
+    )

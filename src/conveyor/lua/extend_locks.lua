@@ -1,0 +1,27 @@
+--[[
+extend_locks: renew the locks of a worker's active jobs in one call, record the worker's
+heartbeat, and forget workers whose heartbeat expired.
+KEYS: active workers worker_info job
+ARGV: #lock_ttl_ms worker_id #heartbeat_ttl_ms ...jobs
+  jobs: 2 values per job: id token
+RETURNS: the ids whose lock the worker no longer holds
+]]
+-- @include time
+local now = now_ms()
+redis.call('ZADD', workers_key, int(now + heartbeat_ttl_ms), worker_id)
+local gone = redis.call('ZRANGEBYSCORE', workers_key, '-inf', now, 'LIMIT', 0, 100)
+if #gone > 0 then
+  redis.call('ZREM', workers_key, unpack(gone))
+  redis.call('HDEL', worker_info_key, unpack(gone))
+end
+local lost = {}
+for i = jobs_start, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('HGET', job_key .. id, 'token') == ARGV[i + 1]
+      and redis.call('ZSCORE', active_key, id) then
+    redis.call('ZADD', active_key, 'XX', int(now + lock_ttl_ms), id)
+  else
+    lost[#lost + 1] = id
+  end
+end
+return lost

@@ -1,0 +1,45 @@
+--[[
+fail: record a failed attempt of a job the worker holds, then retry it (waiting, or
+delayed by delay_ms) or move it to the dead-letter set with a reason.
+KEYS: meta waiting delayed active dead events marker job
+ARGV: #events_maxlen #dead_keep_count #dead_keep_age_ms id token decision #delay_ms reason attempt_record last_error
+  decision: 'retry' or 'dead'; attempt_record: one JSON line appended to the job's history;
+  last_error: JSON of the last error.
+RETURNS: the job's new state, or false when the worker no longer holds its lock
+]]
+-- @include time
+-- @include events
+-- @include retention
+local now = now_ms()
+local job = job_key .. id
+if redis.call('HGET', job, 'token') ~= token or not redis.call('ZSCORE', active_key, id) then
+  return false
+end
+redis.call('ZREM', active_key, id)
+redis.call('HDEL', job, 'token')
+local history = redis.call('HGET', job, 'history') or ''
+redis.call('HSET', job, 'history', history .. attempt_record .. '\n', 'error', last_error,
+  'failed_ms', now)
+redis.call('HSETNX', job, 'first_failed_ms', now)
+
+if decision == 'retry' then
+  local state = 'waiting'
+  if delay_ms > 0 then
+    state = 'delayed'
+    redis.call('ZADD', delayed_key, int(now + delay_ms), id)
+    redis.call('HSET', job, 'due_ms', now + delay_ms)
+  else
+    local seq = redis.call('HINCRBY', meta_key, 'seq', 1)
+    redis.call('ZADD', waiting_key, int(tonumber(redis.call('HGET', job, 'band')) + seq), id)
+  end
+  redis.call('HSET', job, 'state', state)
+  emit(events_key, events_maxlen, 'retrying', id, 'state', state, 'delay_ms', delay_ms)
+  wake(marker_key)
+  return state
+end
+
+redis.call('HSET', job, 'state', 'dead', 'reason', reason, 'finished_ms', now)
+redis.call('ZADD', dead_key, int(now + dead_keep_age_ms), id)
+emit(events_key, events_maxlen, 'dead', id, 'reason', reason)
+trim_finished(dead_key, job_key, now, dead_keep_count)
+return 'dead'

@@ -1,0 +1,25 @@
+--[[
+obliterate: delete a whole queue in bounded steps; call again until it returns 0.
+Refuses while jobs are active unless forced (their workers then cannot settle them).
+KEYS: meta waiting delayed active completed dead events marker workers worker_info job
+ARGV: #force #batch
+RETURNS: 1 while more remains, 0 when the queue is gone; error CONVEYOR_BUSY if active
+]]
+local active = redis.call('ZCARD', active_key)
+if active > 0 and force == 0 then
+  return redis.error_reply('CONVEYOR_BUSY ' .. active .. ' jobs are active')
+end
+local removed = 0
+for _, set in ipairs({waiting_key, delayed_key, active_key, completed_key, dead_key}) do
+  local ids = redis.call('ZRANGE', set, 0, batch - removed - 1)
+  for _, id in ipairs(ids) do
+    redis.call('DEL', job_key .. id)
+  end
+  if #ids > 0 then
+    redis.call('ZREM', set, unpack(ids))
+    removed = removed + #ids
+  end
+  if removed >= batch then return 1 end
+end
+redis.call('DEL', meta_key, events_key, marker_key, workers_key, worker_info_key)
+return 0

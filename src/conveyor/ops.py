@@ -1,0 +1,334 @@
+"""Every queue operation, written once, free of I/O.
+
+An operation is a generator: it yields the list of calls for one round trip (sent as one
+pipeline) and receives their replies, then returns its result. The async and sync faces
+run the same generators through a transport, so they differ only by ``await``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Generator, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, Union
+
+import msgspec
+from redis.exceptions import ResponseError
+
+from conveyor import codec, defaults
+from conveyor.errors import (
+    ConveyorError,
+    JobStateError,
+    NotDurableError,
+    PayloadError,
+    QueueBusyError,
+)
+from conveyor.job import Durability, Job, JobState, job_from_hash
+from conveyor.keys import QUEUE_REGISTRY, QueueKeys
+from conveyor.lua import Script, script
+from conveyor.retry import Backoff
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptCall:
+    """Run a Lua script (by SHA, loading it on NOSCRIPT)."""
+
+    script: Script
+    keys: list[str]
+    args: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """Run one plain Redis command; with ``error_ok`` an error reply is handed to the op."""
+
+    args: tuple[Any, ...]
+    error_ok: bool = False
+
+
+Call = Union[ScriptCall, Command]
+#: A queue operation: yields the calls of each round trip, returns its result.
+Op = Generator[list[Call], list[Any], T]
+
+
+def call(name: str, keys: QueueKeys, *args: Any) -> ScriptCall:
+    """A call of the script ``name`` on the keys of one queue."""
+    lua = script(name)
+    return ScriptCall(lua, lua.keys_for(keys), list(args))
+
+
+def translate_error(exc: ResponseError) -> Exception:
+    """Turn a script's coded error reply into Conveyor's exception for it."""
+    message = str(exc)
+    code, _, detail = message.partition(" ")
+    if code == "CONVEYOR_ACTIVE":
+        return JobStateError(detail)
+    if code == "CONVEYOR_BUSY":
+        return QueueBusyError(f"refusing: {detail}; pass force=True to delete them anyway")
+    if code.startswith("CONVEYOR_"):
+        return ConveyorError(detail)
+    return exc
+
+
+# --- options --------------------------------------------------------------------------
+
+
+class QueueOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings of one queue, shared by its producers and workers."""
+
+    max_attempts: int = defaults.MAX_ATTEMPTS
+    timeout: float = defaults.JOB_TIMEOUT
+    backoff: Backoff | None = None
+    max_payload_bytes: int = defaults.MAX_PAYLOAD_BYTES
+    completed_keep_count: int = defaults.COMPLETED_KEEP_COUNT
+    completed_keep_age: float = defaults.COMPLETED_KEEP_AGE
+    dead_keep_count: int = defaults.DEAD_KEEP_COUNT
+    dead_keep_age: float = defaults.DEAD_KEEP_AGE
+    events_maxlen: int = defaults.EVENTS_MAXLEN
+
+
+@dataclass(frozen=True)
+class Durable:
+    """Ask an enqueue to return only once the write is fsynced and/or replicated.
+
+    ``aof_local`` waits for the local append-only file (``WAITAOF``); ``replicas`` waits for
+    that many replicas (``WAIT``). If the server does not confirm within ``timeout`` seconds
+    the job is still enqueued, and :class:`~conveyor.NotDurableError` says what was confirmed.
+    """
+
+    aof_local: bool = True
+    replicas: int = 0
+    timeout: float = defaults.DURABLE_TIMEOUT
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job to enqueue: its handler name, JSON payload and options."""
+
+    name: str
+    payload: Any = None
+    id: str | None = None
+    delay: float | None = None
+    run_at: float | None = None  # a Unix timestamp
+    priority: int = defaults.PRIORITY
+    attempts: int | None = None
+    timeout: float | None = None
+    backoff: Backoff | None = None
+    retention: float | None = None  # seconds to keep the job once completed; 0 drops it
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def priority_band(priority: int) -> int:
+    """The waiting-set score base of a priority: higher priorities sort first, FIFO inside.
+
+    Each band spans 2**41 scores; sequence numbers start at 2**40 so handed-back jobs can
+    take numbers below it and run first within their band.
+    """
+    if not defaults.PRIORITY_MIN <= priority <= defaults.PRIORITY_MAX:
+        raise ValueError(
+            f"priority {priority} is outside {defaults.PRIORITY_MIN}..{defaults.PRIORITY_MAX}"
+        )
+    return (defaults.PRIORITY_MAX - priority) * 2**41 + 2**40
+
+
+def _ms(seconds: float | None) -> int:
+    return 0 if seconds is None else max(0, round(seconds * 1000))
+
+
+def _job_args(spec: JobSpec, options: QueueOptions) -> tuple[list[Any], Job]:
+    if not spec.name:
+        raise ValueError("a job needs a name")
+    payload = codec.encode(spec.payload, limit=options.max_payload_bytes)
+    job_id = spec.id or uuid.uuid4().hex
+    if not job_id or len(job_id) > 200:
+        raise ValueError("a job id must be 1-200 characters")
+    max_attempts = spec.attempts if spec.attempts is not None else options.max_attempts
+    if max_attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    timeout = spec.timeout if spec.timeout is not None else options.timeout
+    stored: dict[str, Any] = dict(spec.meta)
+    backoff = spec.backoff or options.backoff
+    if backoff is not None:
+        stored["backoff"] = msgspec.to_builtins(backoff)
+    run_at_ms = _ms(spec.run_at) if spec.run_at is not None else 0
+    keep = "" if spec.retention is None else str(_ms(spec.retention))
+    args = [
+        job_id, spec.name, payload, priority_band(spec.priority), spec.priority,
+        _ms(spec.delay), run_at_ms, max_attempts, _ms(timeout), keep,
+        codec.encode(stored) if stored else b"",
+    ]  # fmt: skip
+    job = Job(
+        id=job_id, queue="", name=spec.name, state=JobState.WAITING, raw_payload=payload,
+        priority=spec.priority, max_attempts=max_attempts, timeout=timeout,
+        created_at=time.time(), options=stored,
+    )  # fmt: skip
+    return args, job
+
+
+# --- producer operations --------------------------------------------------------------
+
+
+def enqueue_many(
+    keys: QueueKeys,
+    specs: Sequence[JobSpec],
+    options: QueueOptions,
+    durable: Durable | None = None,
+) -> Op[list[Job]]:
+    """Enqueue jobs in one round trip; an id that exists already returns the stored job."""
+    args: list[Any] = []
+    drafts: list[Job] = []
+    for spec in specs:
+        job_args, draft = _job_args(spec, options)
+        args.extend(job_args)
+        drafts.append(msgspec.structs.replace(draft, queue=keys.queue))
+    if not drafts:
+        return []
+    calls: list[Call] = [call("enqueue", keys, options.events_maxlen, len(drafts), *args)]
+    if durable is not None:
+        timeout_ms = _ms(durable.timeout)
+        if durable.aof_local:
+            calls.append(Command(("WAITAOF", 1, durable.replicas, timeout_ms), error_ok=True))
+        else:
+            calls.append(Command(("WAIT", durable.replicas, timeout_ms), error_ok=True))
+    replies = yield calls
+    flags = replies[0]
+    durability = _durability(replies[1], durable) if durable is not None else None
+    jobs: list[Job] = []
+    existing: list[str] = []
+    for index, draft in enumerate(drafts):
+        created, state = int(flags[2 * index]), flags[2 * index + 1].decode()
+        if created:
+            jobs.append(msgspec.structs.replace(draft, state=JobState(state), durability=durability))
+        else:
+            jobs.append(draft)
+            existing.append(draft.id)
+    if existing:
+        stored = yield [Command(("HGETALL", keys.job(job_id))) for job_id in existing]
+        by_id = {job_id: fields for job_id, fields in zip(existing, stored)}
+        jobs = [
+            job_from_hash(keys.queue, by_id[job.id]) if job.id in by_id and by_id[job.id] else job
+            for job in jobs
+        ]
+    return jobs
+
+
+def _durability(reply: Any, durable: Durable) -> Durability:
+    if isinstance(reply, Exception):
+        raise NotDurableError(
+            f"the job was enqueued, but the server refused to confirm durability: {reply}",
+            aof_local=0,
+            replicas=0,
+        )
+    if durable.aof_local:
+        local, replicas = int(reply[0]), int(reply[1])
+    else:
+        local, replicas = 0, int(reply)
+    got = Durability(aof_local=local, replicas=replicas)
+    if (durable.aof_local and local < 1) or replicas < durable.replicas:
+        raise NotDurableError(
+            f"the job was enqueued, but within {durable.timeout:g}s the server confirmed "
+            f"aof_local={local} and replicas={replicas} (asked aof_local="
+            f"{int(durable.aof_local)}, replicas={durable.replicas})",
+            aof_local=local,
+            replicas=replicas,
+        )
+    return got
+
+
+def get_job(keys: QueueKeys, job_id: str) -> Op[Job | None]:
+    """Read one job, or ``None`` if it does not exist."""
+    (fields,) = yield [Command(("HGETALL", keys.job(job_id)))]
+    return job_from_hash(keys.queue, fields) if fields else None
+
+
+class Counts(msgspec.Struct, frozen=True):
+    """How many jobs a queue holds in each state."""
+
+    waiting: int
+    delayed: int
+    active: int
+    completed: int
+    dead: int
+    paused: bool
+    workers: int
+
+
+def counts(keys: QueueKeys) -> Op[Counts]:
+    """Jobs per state, the paused flag and live workers, read atomically."""
+    (reply,) = yield [call("counts", keys)]
+    w, d, a, c, x, p, k = (int(v) for v in reply)
+    return Counts(w, d, a, c, x, bool(p), k)
+
+
+def list_jobs(keys: QueueKeys, state: JobState, offset: int = 0, limit: int = 50) -> Op[list[Job]]:
+    """One page of jobs in ``state`` (finished states newest first)."""
+    if limit < 1 or offset < 0:
+        raise ValueError("offset must be >= 0 and limit >= 1")
+    (reply,) = yield [call("list_jobs", keys, JobState(state).value, offset, limit)]
+    return [job_from_hash(keys.queue, _pairs(flat)) for flat in reply]
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def remove(keys: QueueKeys, job_id: str, options: QueueOptions) -> Op[bool]:
+    """Delete a job that is not active; ``False`` if there was no such job."""
+    (reply,) = yield [call("remove", keys, options.events_maxlen, job_id)]
+    return bool(reply)
+
+
+def pause(keys: QueueKeys, options: QueueOptions) -> Op[None]:
+    """Stop workers from starting jobs of this queue."""
+    yield [call("pause", keys, options.events_maxlen)]
+
+
+def resume(keys: QueueKeys, options: QueueOptions) -> Op[None]:
+    """Let workers start jobs of this queue again."""
+    yield [call("resume", keys, options.events_maxlen)]
+
+
+def drain(keys: QueueKeys, options: QueueOptions, batch: int = 1000) -> Op[int]:
+    """Remove every waiting and delayed job, in bounded batches; returns how many."""
+    total = 0
+    while True:
+        (removed,) = yield [call("drain", keys, options.events_maxlen, batch)]
+        total += int(removed)
+        if not removed:
+            return total
+
+
+def obliterate(keys: QueueKeys, force: bool = False, batch: int = 1000) -> Op[None]:
+    """Delete the whole queue; refuse while jobs are active unless ``force``."""
+    while True:
+        (more,) = yield [call("obliterate", keys, int(force), batch)]
+        if not more:
+            yield [Command(("SREM", QUEUE_REGISTRY, keys.queue))]
+            return
+
+
+def register_queue(name: str) -> Op[None]:
+    """Record the queue's name so ``conveyor status`` can list every queue."""
+    yield [Command(("SADD", QUEUE_REGISTRY, name))]
+
+
+def known_queues() -> Op[list[str]]:
+    """Every queue name that was ever used (and not obliterated)."""
+    (members,) = yield [Command(("SMEMBERS", QUEUE_REGISTRY))]
+    return sorted(m.decode() for m in members)
+
+
+def specs_from(jobs: Iterable[JobSpec | tuple[str, Any]]) -> list[JobSpec]:
+    """Accept :class:`JobSpec` objects or ``(name, payload)`` pairs."""
+    out: list[JobSpec] = []
+    for item in jobs:
+        if isinstance(item, JobSpec):
+            out.append(item)
+        elif isinstance(item, tuple) and len(item) == 2:
+            out.append(JobSpec(item[0], item[1]))
+        else:
+            raise PayloadError(f"expected a JobSpec or a (name, payload) pair, got {item!r}")
+    return out

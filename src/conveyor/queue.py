@@ -1,0 +1,136 @@
+"""The asyncio face of a queue: enqueue jobs, read them, and manage the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, TypeVar
+
+import redis.asyncio
+
+from conveyor import connection, defaults, ops
+from conveyor._queue_base import QueueBase
+from conveyor.job import Job, JobState
+from conveyor.ops import Counts, Durable, JobSpec, QueueOptions
+from conveyor.retry import Backoff
+from conveyor.transport import AsyncTransport
+
+T = TypeVar("T")
+
+
+class Queue(QueueBase):
+    """A named queue, used from asyncio code.
+
+    ``url`` may be ``redis://``, ``rediss://`` or ``unix://``; with neither ``url`` nor
+    ``client`` (and no ``CONVEYOR_URL``) the embedded server is used. Nothing connects
+    until the first call.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        url: str | None = None,
+        client: redis.asyncio.Redis | None = None,
+        options: QueueOptions | None = None,
+    ) -> None:
+        super().__init__(name, options)
+        self._url = url
+        self._client = client
+        self._transport: AsyncTransport | None = None
+
+    async def _run(self, op: ops.Op[T]) -> T:
+        transport = self._transport or await self._connect()
+        return await transport.run(op)
+
+    async def _connect(self) -> AsyncTransport:
+        if self._client is not None:
+            transport = AsyncTransport(self._client, connection.client_url(self._client))
+        else:
+            url = self._url or await asyncio.to_thread(connection.resolve_url)
+            transport = AsyncTransport(connection.async_client(url), url)
+        await transport.run(ops.register_queue(self.name))
+        self._transport = transport
+        return transport
+
+    async def enqueue(
+        self,
+        name: str,
+        payload: Any = None,
+        *,
+        id: str | None = None,
+        delay: float | None = None,
+        run_at: dt.datetime | float | None = None,
+        priority: int = defaults.PRIORITY,
+        attempts: int | None = None,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+        retention: float | None = None,
+        durable: Durable | None = None,
+    ) -> Job:
+        """Add a job for the handler ``name``; a repeated ``id`` returns the existing job."""
+        op = self._enqueue_op(
+            name, payload, id=id, delay=delay, run_at=run_at, priority=priority,
+            attempts=attempts, timeout=timeout, backoff=backoff, retention=retention,
+            durable=durable,
+        )  # fmt: skip
+        return (await self._run(op))[0]
+
+    async def enqueue_many(
+        self, jobs: Iterable[JobSpec | tuple[str, Any]], *, durable: Durable | None = None
+    ) -> list[Job]:
+        """Add many jobs in one round trip."""
+        return await self._run(self._enqueue_many_op(jobs, durable))
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """The job with this id, or ``None``."""
+        return await self._run(ops.get_job(self.keys, job_id))
+
+    async def counts(self) -> Counts:
+        """How many jobs are in each state, whether the queue is paused, live workers."""
+        return await self._run(ops.counts(self.keys))
+
+    async def list_jobs(
+        self, state: JobState | str, *, offset: int = 0, limit: int = 50
+    ) -> list[Job]:
+        """One page of the jobs in ``state``."""
+        return await self._run(self._list_op(state, offset, limit))
+
+    async def remove(self, job_id: str) -> bool:
+        """Delete a job that is not active; ``False`` if it did not exist."""
+        return await self._run(ops.remove(self.keys, job_id, self.options))
+
+    async def pause(self) -> None:
+        """Stop workers from starting new jobs of this queue (nothing is lost)."""
+        await self._run(ops.pause(self.keys, self.options))
+
+    async def resume(self) -> None:
+        """Let workers start jobs again."""
+        await self._run(ops.resume(self.keys, self.options))
+
+    async def drain(self) -> int:
+        """Remove every waiting and delayed job; returns how many were removed."""
+        return await self._run(ops.drain(self.keys, self.options))
+
+    async def obliterate(self, *, force: bool = False) -> None:
+        """Delete the queue and all its jobs; refuses while jobs are active unless forced."""
+        await self._run(ops.obliterate(self.keys, force))
+
+    async def close(self) -> None:
+        """Close the connection this queue opened (not a client that was passed in)."""
+        if self._transport is not None and self._client is None:
+            await self._transport.close()
+        self._transport = None
+
+    async def __aenter__(self) -> Queue:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
