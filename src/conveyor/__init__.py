@@ -19,6 +19,7 @@ from conveyor.ops import Counts, Durable, JobSpec, QueueOptions
 from conveyor.queue import Queue
 from conveyor.retry import Exponential, Fixed, Immediate
 from conveyor.sync_queue import SyncQueue
+from conveyor.worker import Handler, JobContext, Worker, WorkerOptions
 
 __version__ = "0.1.0"
 
@@ -36,7 +37,9 @@ __all__ = [
     "Exponential",
     "Fixed",
     "Immediate",
+    "Handler",
     "Job",
+    "JobContext",
     "JobNotFound",
     "JobSpec",
     "JobState",
@@ -51,5 +54,7 @@ __all__ = [
     "ServerUnavailable",
     "SyncQueue",
     "UnsafeServerError",
+    "Worker",
+    "WorkerOptions",
     "__version__",
 ]

@@ -148,7 +148,7 @@ def _job_args(spec: JobSpec, options: QueueOptions) -> tuple[list[Any], Job]:
     max_attempts = spec.attempts if spec.attempts is not None else options.max_attempts
     if max_attempts < 1:
         raise ValueError("attempts must be at least 1")
-    timeout = spec.timeout if spec.timeout is not None else options.timeout
+    timeout = spec.timeout  # None: the handler's default, else the queue's
     stored: dict[str, Any] = dict(spec.meta)
     backoff = spec.backoff or options.backoff
     if backoff is not None:
@@ -157,7 +157,7 @@ def _job_args(spec: JobSpec, options: QueueOptions) -> tuple[list[Any], Job]:
     keep = "" if spec.retention is None else str(_ms(spec.retention))
     args = [
         job_id, spec.name, payload, priority_band(spec.priority), spec.priority,
-        _ms(spec.delay), run_at_ms, max_attempts, _ms(timeout), keep,
+        _ms(spec.delay), run_at_ms, max_attempts, _ms(spec.timeout), keep,
         codec.encode(stored) if stored else b"",
     ]  # fmt: skip
     job = Job(

@@ -1,0 +1,130 @@
+"""The script calls a worker makes, built and parsed here only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.ops import QueueOptions, ScriptCall, call
+from conveyor.keys import QueueKeys
+
+#: The job fields a claim carries, in the order include/claim.lua returns them.
+CLAIM_FIELDS = (
+    "id", "name", "payload", "attempt", "max_attempts", "timeout_ms", "options",
+    "created_ms", "priority", "stalls", "started_ms", "worker",
+)  # fmt: skip
+_STRIDE = len(CLAIM_FIELDS) + 1  # + the lock token
+
+
+@dataclass(slots=True)
+class Claim:
+    """A job this worker holds the lock of, as the fetch or recovery script handed it over."""
+
+    queue: str
+    id: str
+    name: str
+    raw_payload: bytes
+    attempt: int
+    max_attempts: int
+    timeout: float | None
+    raw_options: bytes
+    created_ms: int
+    priority: int
+    stalls: int
+    previous_started_ms: int
+    previous_worker: str
+    token: str
+    started_ms: int
+
+
+def _claims(queue: str, now: int, flat: Sequence[Any]) -> list[Claim]:
+    out = []
+    for i in range(0, len(flat), _STRIDE):
+        v = flat[i : i + _STRIDE]
+        timeout_ms = int(v[5] or 0)
+        out.append(
+            Claim(
+                queue, v[0].decode(), v[1].decode(), v[2], int(v[3] or 0), int(v[4] or 1),
+                timeout_ms / 1000.0 if timeout_ms else None, v[6], int(v[7] or 0),
+                int(v[8] or 0), int(v[9] or 0), int(v[10] or 0), v[11].decode(),
+                v[12].decode(), now,
+            )  # fmt: skip
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """The answer of one fetch call."""
+
+    claims: list[Claim]
+    paused: bool
+    next_delayed_ms: int  # -1 when nothing is delayed
+
+
+def fetch(
+    keys: QueueKeys, options: QueueOptions, count: int, worker_id: str, token_base: str,
+    lock_ttl_ms: int,
+) -> ScriptCall:  # fmt: skip
+    return call(
+        "fetch", keys, options.events_maxlen, count, worker_id, token_base, lock_ttl_ms, 1000
+    )
+
+
+def parse_fetch(queue: str, reply: Sequence[Any]) -> Fetched:
+    status, now, next_delayed = reply[0], int(reply[1]), int(reply[2])
+    return Fetched(_claims(queue, now, reply[3:]), status == b"paused", next_delayed)
+
+
+def complete(
+    keys: QueueKeys, options: QueueOptions, done: Iterable[tuple[str, str, bytes]]
+) -> ScriptCall:
+    args: list[Any] = []
+    for job_id, token, result in done:
+        args += (job_id, token, result)
+    return call(
+        "complete", keys, options.events_maxlen, options.completed_keep_count,
+        round(options.completed_keep_age * 1000), *args,
+    )  # fmt: skip
+
+
+def fail(
+    keys: QueueKeys, options: QueueOptions, claim: Claim, *, retry: bool, delay: float,
+    reason: str, attempt_record: bytes, error: bytes,
+) -> ScriptCall:  # fmt: skip
+    return call(
+        "fail", keys, options.events_maxlen, options.dead_keep_count,
+        round(options.dead_keep_age * 1000), claim.id, claim.token,
+        "retry" if retry else "dead", round(delay * 1000), reason, attempt_record, error,
+    )  # fmt: skip
+
+
+def release(keys: QueueKeys, options: QueueOptions, held: Iterable[tuple[str, str]]) -> ScriptCall:
+    args: list[Any] = []
+    for job_id, token in held:
+        args += (job_id, token)
+    return call("release", keys, options.events_maxlen, *args)
+
+
+def extend_locks(
+    keys: QueueKeys, lock_ttl_ms: int, worker_id: str, heartbeat_ttl_ms: int,
+    held: Iterable[tuple[str, str]],
+) -> ScriptCall:  # fmt: skip
+    args: list[Any] = []
+    for job_id, token in held:
+        args += (job_id, token)
+    return call("extend_locks", keys, lock_ttl_ms, worker_id, heartbeat_ttl_ms, *args)
+
+
+def recover_stalled(
+    keys: QueueKeys, options: QueueOptions, limit: int, worker_id: str, token_base: str,
+    lock_ttl_ms: int,
+) -> ScriptCall:  # fmt: skip
+    return call(
+        "recover_stalled", keys, options.events_maxlen, limit, worker_id, token_base, lock_ttl_ms
+    )
+
+
+def parse_recovered(queue: str, reply: Sequence[Any]) -> list[Claim]:
+    return _claims(queue, int(reply[0]), reply[1:])

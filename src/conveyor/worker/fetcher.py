@@ -1,0 +1,103 @@
+"""Takes jobs from one queue when the worker has free slots, and blocks when there are none.
+
+One script call fetches a batch (and promotes due delayed jobs). When nothing is ready the
+fetcher blocks on the queue's marker list on the server, until work is enqueued, a delayed
+job falls due, or the idle timeout passes: no sleep-polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+
+from conveyor.errors import ServerUnavailable
+from conveyor.keys import QueueKeys
+from conveyor.ops import Command, QueueOptions
+from conveyor.transport import AsyncTransport
+from conveyor.worker import calls
+from conveyor.worker.calls import Claim, Fetched
+from conveyor.worker.options import WorkerOptions
+from conveyor.worker.slots import Slots
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Fetcher:
+    """The fetch loop of one queue."""
+
+    def __init__(
+        self,
+        transport: AsyncTransport,
+        keys: QueueKeys,
+        queue_options: QueueOptions,
+        options: WorkerOptions,
+        worker_id: str,
+        slots: Slots,
+        dispatch: Callable[[Claim], None],
+        retry_pause: Callable[[], float],
+    ) -> None:
+        self.transport = transport
+        self.keys = keys
+        self.queue_options = queue_options
+        self.options = options
+        self.worker_id = worker_id
+        self.slots = slots
+        self.dispatch = dispatch
+        self.retry_pause = retry_pause
+        self._calls = itertools.count()
+        self._failing = False
+
+    async def run(self) -> None:
+        """Fetch and dispatch until cancelled."""
+        most = min(self.options.fetch_batch, self.options.concurrency)
+        least = max(1, most // 4)
+        while True:
+            count = await self.slots.take(most, least)
+            try:
+                fetched = await self._fetch(count)
+            except ServerUnavailable as exc:
+                self.slots.give(count)
+                self._report_outage(exc)
+                await asyncio.sleep(self.retry_pause())
+                continue
+            except BaseException:
+                self.slots.give(count)
+                raise
+            self.slots.give(count - len(fetched.claims))
+            for claim in fetched.claims:
+                self.dispatch(claim)
+            if not fetched.claims:
+                await self._wait_for_work(fetched)
+
+    async def _fetch(self, count: int) -> Fetched:
+        token_base = f"{self.worker_id}.{next(self._calls)}"
+        call = calls.fetch(
+            self.keys, self.queue_options, count, self.worker_id, token_base,
+            round(self.options.lock_ttl * 1000),
+        )  # fmt: skip
+        (reply,) = await self.transport.execute([call])
+        if self._failing:
+            log.warning("queue %s: the server is reachable again", self.keys.queue)
+            self._failing = False
+        return calls.parse_fetch(self.keys.queue, reply)
+
+    async def _wait_for_work(self, fetched: Fetched) -> None:
+        timeout = self.options.idle_block
+        if fetched.next_delayed_ms >= 0:
+            timeout = min(timeout, fetched.next_delayed_ms / 1000)
+        if timeout <= 0.001:
+            return
+        try:
+            await self.transport.execute(
+                [Command(("BLPOP", self.keys.key("marker"), f"{timeout:.3f}"))]
+            )
+        except ServerUnavailable as exc:
+            self._report_outage(exc)
+            await asyncio.sleep(self.retry_pause())
+
+    def _report_outage(self, exc: ServerUnavailable) -> None:
+        if not self._failing:
+            log.warning("queue %s: %s; retrying with backoff", self.keys.queue, exc)
+        self._failing = True

@@ -1,0 +1,80 @@
+"""Keeps a worker's locks alive from a thread of its own, and its heartbeat with them.
+
+The thread has its own blocking connection, so a handler that hogs the CPU or blocks the
+event loop (``time.sleep`` in an ``async def``) cannot make its own or its neighbours'
+jobs look stalled to other workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from conveyor import connection
+from conveyor.errors import ServerUnavailable
+from conveyor.keys import QueueKeys
+from conveyor.transport import SyncTransport
+from conveyor.worker import calls
+from conveyor.worker.options import WorkerOptions
+
+log = logging.getLogger("conveyor.worker")
+
+
+class LockKeeper(threading.Thread):
+    """Renews every held lock in one call per queue per interval."""
+
+    def __init__(
+        self,
+        url: str,
+        keys: list[QueueKeys],
+        held: dict[str, dict[str, str]],
+        worker_id: str,
+        options: WorkerOptions,
+        on_lost: Callable[[str, list[str]], None],
+    ) -> None:
+        super().__init__(name=f"conveyor-locks-{worker_id}", daemon=True)
+        self.url = url
+        self.keys = keys
+        self.held = held
+        self.worker_id = worker_id
+        self.options = options
+        self.on_lost = on_lost
+        self._stop_event = threading.Event()
+        self._transport = SyncTransport(connection.sync_client(url), url)
+        self._failing = False
+
+    def renew_once(self) -> None:
+        """Renew all locks and the heartbeat now (also called once before the thread starts)."""
+        lock_ttl_ms = round(self.options.lock_ttl * 1000)
+        heartbeat_ms = round(self.options.heartbeat_ttl * 1000)
+        batch = []
+        for keys in self.keys:
+            held = self.held.get(keys.queue, {}).copy()
+            batch.append(
+                calls.extend_locks(keys, lock_ttl_ms, self.worker_id, heartbeat_ms, held.items())
+            )
+        replies = self._transport.execute(batch)
+        for keys, lost in zip(self.keys, replies):
+            if lost:
+                self.on_lost(keys.queue, [job_id.decode() for job_id in lost])
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.options.lock_renew_interval):
+            try:
+                self.renew_once()
+                if self._failing:
+                    log.warning("lock renewal works again")
+                self._failing = False
+            except ServerUnavailable as exc:
+                if not self._failing:
+                    log.warning("cannot renew locks: %s", exc)
+                self._failing = True
+            except Exception:
+                log.exception("lock renewal failed")
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout=self.options.lock_renew_interval + 5)
+        self._transport.close()

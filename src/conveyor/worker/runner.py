@@ -1,0 +1,157 @@
+"""Runs one claimed job's handler and reports the outcome; never raises for the job's faults.
+
+``async def`` handlers run on the event loop and are cancelled at their timeout. Plain
+``def`` handlers run in a thread pool; a thread cannot be killed, so at the timeout the
+attempt is reported as timed out while the thread's slot stays busy until it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import sys
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor import codec, defaults
+from conveyor.errors import ConveyorError, PayloadError
+from conveyor.job import AttemptCause, ErrorInfo
+from conveyor.worker.calls import Claim
+from conveyor.worker.handlers import Handler
+
+
+@dataclass(slots=True)
+class JobContext:
+    """What a handler knows about the job it runs.
+
+    ``token`` is unique to this attempt's lock: use ``(id, attempt)`` or ``token`` to make
+    side effects idempotent, since a job may run more than once (at-least-once delivery).
+    """
+
+    id: str
+    name: str
+    queue: str
+    attempt: int
+    max_attempts: int
+    token: str
+    worker_id: str
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How one attempt ended."""
+
+    ok: bool
+    result: bytes = b""
+    cause: AttemptCause | None = None
+    error: BaseException | None = None
+    traceback: str = ""
+    #: A timed-out thread still running; its concurrency slot is busy until it finishes.
+    straggler: asyncio.Future[Any] | None = None
+
+    def error_info(self) -> ErrorInfo:
+        exc = self.error
+        message = str(exc) if exc is not None else ""
+        return ErrorInfo(
+            type=type(exc).__name__ if exc is not None else "Error",
+            message=message[: defaults.MAX_ERROR_MESSAGE_CHARS],
+            traceback=self.traceback[-defaults.MAX_TRACEBACK_CHARS :],
+        )
+
+
+class UnknownJobError(ConveyorError):
+    """No handler is registered for the job's name."""
+
+
+class JobTimeoutError(ConveyorError, TimeoutError):
+    """The handler ran longer than the job's timeout."""
+
+
+def _failed(cause: AttemptCause, exc: BaseException, with_traceback: bool = True) -> Outcome:
+    text = "".join(traceback.format_exception(exc)) if with_traceback else ""
+    return Outcome(False, cause=cause, error=exc, traceback=text)
+
+
+if sys.version_info >= (3, 11):
+
+    async def _with_timeout(awaitable: Any, seconds: float) -> Any:
+        async with asyncio.timeout(seconds):
+            return await awaitable
+
+else:  # pragma: no cover
+
+    async def _with_timeout(awaitable: Any, seconds: float) -> Any:
+        return await asyncio.wait_for(awaitable, seconds)
+
+
+class Runner:
+    """Runs handlers for a worker."""
+
+    def __init__(
+        self,
+        handlers: dict[str, Handler],
+        pool: concurrent.futures.ThreadPoolExecutor,
+        worker_id: str,
+        default_timeout: float,
+    ) -> None:
+        self.handlers = handlers
+        self.pool = pool
+        self.worker_id = worker_id
+        self.default_timeout = default_timeout
+
+    async def run(self, claim: Claim) -> Outcome:
+        """Run the claim's handler; every failure becomes an :class:`Outcome`."""
+        handler = self.handlers.get(claim.name)
+        if handler is None:
+            error = UnknownJobError(f"no handler is registered for job name {claim.name!r}")
+            return _failed(AttemptCause.UNKNOWN_JOB, error, with_traceback=False)
+        try:
+            payload = codec.decode(claim.raw_payload)
+        except PayloadError as exc:
+            return _failed(AttemptCause.INVALID_PAYLOAD, exc, with_traceback=False)
+        context = JobContext(
+            claim.id, claim.name, claim.queue, claim.attempt, claim.max_attempts, claim.token,
+            self.worker_id,
+        )  # fmt: skip
+        timeout = claim.timeout or handler.timeout or self.default_timeout
+        if handler.is_async:
+            return await self._run_async(handler, context, payload, timeout)
+        return await self._run_in_thread(handler, context, payload, timeout)
+
+    async def _run_async(
+        self, handler: Handler, context: JobContext, payload: Any, timeout: float
+    ) -> Outcome:
+        try:
+            result = await _with_timeout(handler.function(context, payload), timeout)
+        except TimeoutError:
+            error = JobTimeoutError(f"{handler.name} did not finish within {timeout:g}s")
+            return _failed(AttemptCause.TIMEOUT, error, with_traceback=False)
+        except Exception as exc:
+            return _failed(AttemptCause.ERROR, exc)
+        return _encoded(result)
+
+    async def _run_in_thread(
+        self, handler: Handler, context: JobContext, payload: Any, timeout: float
+    ) -> Outcome:
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.pool, handler.function, context, payload)
+        try:
+            result = await _with_timeout(asyncio.shield(future), timeout)
+        except TimeoutError:
+            error = JobTimeoutError(
+                f"{handler.name} did not finish within {timeout:g}s (its thread keeps running)"
+            )
+            outcome = _failed(AttemptCause.TIMEOUT, error, with_traceback=False)
+            outcome.straggler = future
+            return outcome
+        except Exception as exc:
+            return _failed(AttemptCause.ERROR, exc)
+        return _encoded(result)
+
+
+def _encoded(result: Any) -> Outcome:
+    try:
+        return Outcome(True, codec.encode(result, limit=defaults.MAX_RESULT_BYTES, what="result"))
+    except PayloadError as exc:
+        return _failed(AttemptCause.ERROR, exc, with_traceback=False)

@@ -1,0 +1,142 @@
+"""Settles finished attempts: completions are acknowledged in batches, failures one by one.
+
+Completions that finish while an acknowledgement is in flight are sent together in the
+next call, so under load one script call acknowledges many jobs. A completion that cannot
+be sent (server away) is kept and retried; if the lock expires meanwhile the job simply
+runs again elsewhere (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import msgspec
+
+from conveyor import codec
+from conveyor.errors import PayloadError, ServerUnavailable
+from conveyor.job import Attempt, AttemptCause
+from conveyor.keys import QueueKeys
+from conveyor.ops import QueueOptions
+from conveyor.retry import Decision, Failure, backoff_from_json, decide
+from conveyor.transport import AsyncTransport
+from conveyor.worker import calls
+from conveyor.worker.calls import Claim
+from conveyor.worker.handlers import Handler
+from conveyor.worker.runner import Outcome
+
+log = logging.getLogger("conveyor.worker")
+
+#: held[queue][job id] = lock token, for every job this worker holds a lock on.
+Held = dict[str, dict[str, str]]
+
+
+class Settler:
+    """Acknowledges and fails jobs for one worker."""
+
+    def __init__(
+        self,
+        transport: AsyncTransport,
+        queues: dict[str, tuple[QueueKeys, QueueOptions]],
+        held: Held,
+        handlers: dict[str, Handler],
+        worker_id: str,
+        max_stalls: int,
+        retry_pause: Callable[[], float],
+    ) -> None:
+        self.transport = transport
+        self.queues = queues
+        self.held = held
+        self.handlers = handlers
+        self.worker_id = worker_id
+        self.max_stalls = max_stalls
+        self.retry_pause = retry_pause
+        self.completed = 0
+        self.failed = 0
+        self._pending: dict[str, list[tuple[str, str, bytes]]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    def complete(self, claim: Claim, result: bytes) -> None:
+        """Queue an acknowledgement; it is sent with any others that finish meanwhile."""
+        self._pending.setdefault(claim.queue, []).append((claim.id, claim.token, result))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_pending())
+
+    async def flush(self) -> None:
+        """Wait until every queued acknowledgement has been sent."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    async def _flush_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            for queue, done in batch.items():
+                await self._acknowledge(queue, done)
+
+    async def _acknowledge(self, queue: str, done: list[tuple[str, str, bytes]]) -> None:
+        keys, options = self.queues[queue]
+        while True:
+            try:
+                (refused,) = await self.transport.execute([calls.complete(keys, options, done)])
+                break
+            except ServerUnavailable as exc:
+                log.warning("could not acknowledge %d jobs, retrying: %s", len(done), exc)
+                await asyncio.sleep(self.retry_pause())
+        held = self.held[queue]
+        for job_id, _, _ in done:
+            held.pop(job_id, None)
+        self.completed += len(done) - len(refused)
+        for job_id in refused:
+            log.warning("job %s finished after its lock was lost; it was not acknowledged",
+                        job_id.decode())  # fmt: skip
+
+    def decision(self, claim: Claim, outcome: Outcome) -> Decision:
+        """Retry or bury: the pure rules of :mod:`conveyor.retry`, with this job's settings."""
+        handler = self.handlers.get(claim.name)
+        stored = codec.decode(claim.raw_options).get("backoff") if claim.raw_options else None
+        backoff = backoff_from_json(stored) or (handler.backoff if handler else None)
+        permanent = (handler.permanent if handler else ()) + (PayloadError,)
+        failure = Failure(
+            attempt=claim.attempt, max_attempts=claim.max_attempts,
+            cause=outcome.cause or AttemptCause.ERROR, error=outcome.error,
+            stalls=claim.stalls, max_stalls=self.max_stalls,
+        )  # fmt: skip
+        return decide(failure, backoff, permanent=permanent, job=claim)
+
+    async def fail(self, claim: Claim, outcome: Outcome) -> None:
+        """Record a failed attempt and retry or bury the job, as :meth:`decision` says."""
+        decision = self.decision(claim, outcome)
+        stalled = outcome.cause is AttemptCause.STALLED
+        record = Attempt(
+            attempt=claim.attempt,
+            cause=outcome.cause or AttemptCause.ERROR,
+            error=outcome.error_info(),
+            worker=claim.previous_worker if stalled else self.worker_id,
+            started_at=(claim.previous_started_ms if stalled else claim.started_ms) / 1000,
+            ended_at=claim.started_ms / 1000 if stalled else time.time(),
+        )
+        keys, options = self.queues[claim.queue]
+        reason = decision.reason.value if decision.reason else ""
+        call = calls.fail(
+            keys, options, claim, retry=decision.retry, delay=decision.delay, reason=reason,
+            attempt_record=msgspec.json.encode(record),
+            error=msgspec.json.encode(record.error),
+        )  # fmt: skip
+        while True:
+            try:
+                (state,) = await self.transport.execute([call])
+                break
+            except ServerUnavailable as exc:
+                log.warning("could not record the failure of job %s, retrying: %s", claim.id, exc)
+                await asyncio.sleep(self.retry_pause())
+        self.held.get(claim.queue, {}).pop(claim.id, None)
+        self.failed += 1
+        if state is None:
+            log.warning("job %s failed after its lock was lost; not recorded", claim.id)
+        elif state == b"dead":
+            log.error("job %s (%s) is dead: %s", claim.id, claim.name, reason)
+        else:
+            log.info("job %s (%s) failed attempt %d (%s), retrying in %.1fs", claim.id,
+                     claim.name, claim.attempt, record.cause.value, decision.delay)  # fmt: skip

@@ -1,0 +1,353 @@
+"""The worker process: fetch, run, settle, keep locks, recover stalled jobs, shut down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, overload
+
+import msgspec
+import redis.asyncio
+
+from conveyor import connection, defaults, ops
+from conveyor.errors import ServerUnavailable, UnsafeServerError
+from conveyor.health import server_safety
+from conveyor.job import AttemptCause
+from conveyor.keys import QueueKeys
+from conveyor.ops import Command, QueueOptions
+from conveyor.retry import Backoff, BackoffFunction
+from conveyor.transport import AsyncTransport
+from conveyor.worker import calls
+from conveyor.worker.calls import Claim
+from conveyor.worker.fetcher import Fetcher
+from conveyor.worker.handlers import Handler, HandlerFunction, make_handler
+from conveyor.worker.locks import LockKeeper
+from conveyor.worker.options import WorkerOptions
+from conveyor.worker.runner import Outcome, Runner
+from conveyor.worker.settler import Settler
+from conveyor.worker.slots import Slots
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Worker:
+    """Runs the jobs of one or more queues.
+
+    Register handlers with :meth:`handler` (a decorator) or pass ``handlers``: a mapping of
+    job name to function, or an iterable of functions (named after themselves). Start it
+    with :meth:`run` (blocking, handles SIGTERM/SIGINT) or ``await worker.serve()``.
+    """
+
+    def __init__(
+        self,
+        queues: str | Sequence[str],
+        *,
+        handlers: Mapping[str, HandlerFunction] | Iterable[HandlerFunction | Handler] = (),
+        url: str | None = None,
+        client: redis.asyncio.Redis | None = None,
+        options: WorkerOptions | None = None,
+        queue_options: QueueOptions | None = None,
+    ) -> None:
+        names = [queues] if isinstance(queues, str) else list(queues)
+        if not names:
+            raise ValueError("a worker needs at least one queue")
+        self.queues = [QueueKeys(name) for name in names]
+        self.url = url
+        self.client = client
+        self.options = options or WorkerOptions()
+        self.queue_options = queue_options or QueueOptions()
+        self.handlers: dict[str, Handler] = {}
+        items = handlers.items() if isinstance(handlers, Mapping) else [(None, h) for h in handlers]
+        for name, function in items:
+            self.add_handler(function if isinstance(function, Handler) else make_handler(function, name))
+        self.id = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+        self._stop_requested = threading.Event()
+        self._force = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+
+    # --- registration -----------------------------------------------------------------
+
+    def add_handler(self, handler: Handler) -> None:
+        """Register a handler; a second handler for the same name is an error."""
+        if handler.name in self.handlers:
+            raise ValueError(f"a handler for {handler.name!r} is already registered")
+        self.handlers[handler.name] = handler
+
+    @overload
+    def handler(self, function: HandlerFunction, /) -> HandlerFunction: ...
+
+    @overload
+    def handler(
+        self,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        backoff: Backoff | BackoffFunction | None = None,
+        permanent: tuple[type[BaseException], ...] = (),
+    ) -> Callable[[HandlerFunction], HandlerFunction]: ...
+
+    def handler(
+        self,
+        function: HandlerFunction | None = None,
+        /,
+        *,
+        name: str | None = None,
+        timeout: float | None = None,
+        backoff: Backoff | BackoffFunction | None = None,
+        permanent: tuple[type[BaseException], ...] = (),
+    ) -> Any:
+        """Decorator registering ``function(ctx, payload)`` as the handler of job ``name``.
+
+        ``timeout``, ``backoff`` and ``permanent`` (exception types that are never retried)
+        are the handler's defaults; a job's own settings at enqueue take precedence.
+        """
+
+        def register(fn: HandlerFunction) -> HandlerFunction:
+            self.add_handler(make_handler(fn, name, timeout=timeout, backoff=backoff,
+                                          permanent=permanent))  # fmt: skip
+            return fn
+
+        return register(function) if function is not None else register
+
+    # --- running ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until SIGTERM/SIGINT (a second signal stops at once)."""
+        asyncio.run(self.serve(handle_signals=True))
+
+    def stop(self, *, now: bool = False) -> None:
+        """Ask the worker to stop (thread-safe). ``now`` skips the grace period."""
+        self._stop_requested.set()
+        if now:
+            self._force.set()
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _on_signal(self) -> None:
+        if self._stop_requested.is_set():
+            log.warning("second signal: stopping now, handing back active jobs")
+            self.stop(now=True)
+        else:
+            log.info("stopping: finishing active jobs (grace %.0fs)", self.options.shutdown_grace)
+            self.stop()
+
+    async def serve(self, *, handle_signals: bool = False) -> None:
+        """Run until :meth:`stop` is called."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        if self._stop_requested.is_set():
+            self._wake.set()
+        url, transport = await self._connect()
+        session = _Session(self, url, transport)
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._loop.add_signal_handler(sig, self._on_signal)
+        try:
+            await session.run(self._wake)
+        finally:
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    self._loop.remove_signal_handler(sig)
+            if self.client is None:
+                await transport.close()
+
+    async def _connect(self) -> tuple[str, AsyncTransport]:
+        if self.client is not None:
+            url = connection.client_url(self.client)
+            transport = AsyncTransport(self.client, url)
+        else:
+            url = self.url or await asyncio.to_thread(connection.resolve_url)
+            transport = AsyncTransport(connection.async_client(url), url)
+        safety = await transport.run(server_safety())
+        for problem in safety.problems():
+            log.warning("server at %s: %s", connection.redact(url), problem)
+        if safety.may_evict and not self.options.allow_unsafe_server:
+            raise UnsafeServerError(
+                f"refusing to start: {safety.problems()[0]} "
+                "(or pass allow_unsafe_server=True / --allow-unsafe-server)"
+            )
+        for keys in self.queues:
+            await transport.run(ops.register_queue(keys.queue))
+        return url, transport
+
+
+class _Session:
+    """One run of a worker: the collaborators and the tasks that tie them together."""
+
+    def __init__(self, worker: Worker, url: str, transport: AsyncTransport) -> None:
+        self.worker = worker
+        self.options = worker.options
+        self.transport = transport
+        self.held: dict[str, dict[str, str]] = {keys.queue: {} for keys in worker.queues}
+        self.slots = Slots(self.options.concurrency)
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.options.concurrency, thread_name_prefix="conveyor-job"
+        )
+        self.runner = Runner(worker.handlers, self.pool, worker.id, worker.queue_options.timeout)
+        queue_settings = {keys.queue: (keys, worker.queue_options) for keys in worker.queues}
+        self.settler = Settler(
+            transport, queue_settings, self.held, worker.handlers, worker.id,
+            self.options.max_stalls, self._retry_pause,
+        )  # fmt: skip
+        self.locks = LockKeeper(url, worker.queues, self.held, worker.id, self.options,
+                                self._on_lost_threadsafe)  # fmt: skip
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._outage_pause = 0.1
+
+    def _retry_pause(self) -> float:
+        self._outage_pause = min(defaults.RECONNECT_BACKOFF_MAX, self._outage_pause * 2)
+        return self._outage_pause * (0.5 + random.random() / 2)
+
+    def _on_lost_threadsafe(self, queue: str, job_ids: list[str]) -> None:
+        loop = self.worker._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(self._on_lost, queue, job_ids)
+
+    def _on_lost(self, queue: str, job_ids: list[str]) -> None:
+        held = self.held[queue]
+        for job_id in job_ids:
+            if held.pop(job_id, None) is not None:
+                log.warning("lost the lock of job %s; another worker may run it", job_id)
+
+    def dispatch(self, claim: Claim) -> None:
+        self.held[claim.queue][claim.id] = claim.token
+        task = asyncio.create_task(self._process(claim))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _process(self, claim: Claim) -> None:
+        outcome = await self.runner.run(claim)
+        if outcome.straggler is not None:
+            outcome.straggler.add_done_callback(lambda _: self.slots.give())
+        else:
+            self.slots.give()
+        try:
+            if outcome.ok:
+                self.settler.complete(claim, outcome.result)
+            else:
+                await self.settler.fail(claim, outcome)
+        except Exception:  # a bug here must not kill the worker; the lock will expire
+            log.exception("could not settle job %s", claim.id)
+
+    async def _recover_stalled(self) -> None:
+        interval = self.options.stall_check_interval
+        lock_ttl_ms = round(self.options.lock_ttl * 1000)
+        await asyncio.sleep(random.uniform(0, interval))  # spread the checks of many workers
+        rounds = 0
+        while True:
+            for keys in self.worker.queues:
+                rounds += 1
+                call = calls.recover_stalled(
+                    keys, self.worker.queue_options, 100, self.worker.id,
+                    f"{self.worker.id}.r{rounds}", lock_ttl_ms,
+                )  # fmt: skip
+                try:
+                    (reply,) = await self.transport.execute([call])
+                except ServerUnavailable:
+                    continue  # the fetchers report outages
+                for claim in calls.parse_recovered(keys.queue, reply):
+                    log.warning("job %s stalled on worker %s", claim.id, claim.previous_worker)
+                    await self.settler.fail(claim, Outcome(False, cause=AttemptCause.STALLED,
+                                                           error=_StalledError(claim)))  # fmt: skip
+            await asyncio.sleep(interval)
+
+    async def _register(self) -> None:
+        info = msgspec.json.encode({
+            "id": self.worker.id, "host": socket.gethostname(), "pid": os.getpid(),
+            "queues": [k.queue for k in self.worker.queues],
+            "concurrency": self.options.concurrency, "started_at": time.time(),
+        })  # fmt: skip
+        await self.transport.execute(
+            [Command(("HSET", keys.key("worker_info"), self.worker.id, info))
+             for keys in self.worker.queues]  # fmt: skip
+        )
+        await asyncio.to_thread(self.locks.renew_once)
+
+    async def _unregister(self) -> None:
+        commands: list[ops.Call] = []
+        for keys in self.worker.queues:
+            commands.append(Command(("HDEL", keys.key("worker_info"), self.worker.id)))
+            commands.append(Command(("ZREM", keys.key("workers"), self.worker.id)))
+        await self.transport.execute(commands)
+
+    async def run(self, wake: asyncio.Event) -> None:
+        await self._register()
+        self.locks.start()
+        fetchers = [
+            Fetcher(self.transport, keys, self.worker.queue_options, self.options,
+                    self.worker.id, self.slots, self.dispatch, self._retry_pause)
+            for keys in self.worker.queues
+        ]  # fmt: skip
+        background = [asyncio.create_task(f.run()) for f in fetchers]
+        background.append(asyncio.create_task(self._recover_stalled()))
+        log.info("worker %s serving %s (concurrency %d)", self.worker.id,
+                 ", ".join(k.queue for k in self.worker.queues), self.options.concurrency)
+        try:
+            await wake.wait()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._shutdown(wake)
+
+    async def _shutdown(self, wake: asyncio.Event) -> None:
+        if self.tasks and not self.worker._force.is_set():
+            pending = set(self.tasks)
+            deadline = time.monotonic() + self.options.shutdown_grace
+            while pending and not self.worker._force.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                wake.clear()
+                waiter = asyncio.create_task(wake.wait())
+                done, pending = await asyncio.wait(
+                    pending | {waiter}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                waiter.cancel()
+                pending.discard(waiter)
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.settler.flush()
+        await self._hand_back()
+        self.locks.stop()
+        try:
+            await self._unregister()
+        except ServerUnavailable as exc:
+            log.warning("could not unregister the worker: %s", exc)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        log.info("worker %s stopped (%d completed, %d failed)", self.worker.id,
+                 self.settler.completed, self.settler.failed)  # fmt: skip
+
+    async def _hand_back(self) -> None:
+        calls_ = [
+            calls.release(keys, self.worker.queue_options, self.held[keys.queue].items())
+            for keys in self.worker.queues
+            if self.held[keys.queue]
+        ]
+        if not calls_:
+            return
+        try:
+            replies = await self.transport.execute(calls_)
+            log.info("handed back %d active jobs", sum(int(r) for r in replies))
+        except ServerUnavailable as exc:
+            log.warning("could not hand back active jobs (they return when their locks "
+                        "expire): %s", exc)  # fmt: skip
+
+
+class _StalledError(Exception):
+    def __init__(self, claim: Claim) -> None:
+        super().__init__(
+            f"the lock of attempt {claim.attempt} expired on worker {claim.previous_worker} "
+            "(it died, hung or lost its connection)"
+        )
