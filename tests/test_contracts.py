@@ -1,0 +1,65 @@
+"""Contracts that keep the code honest: scripts, key layout, both faces, public API."""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import conveyor
+from conveyor import lua
+from conveyor.keys import QUEUE_KEYS, QueueKeys
+from conveyor.queue import Queue
+from conveyor.sync_queue import SyncQueue
+from tools.unasync import generate
+
+
+def test_every_script_declares_known_keys_and_builds() -> None:
+    names = lua.all_script_names()
+    assert {"enqueue", "fetch", "complete", "fail", "extend_locks", "recover_stalled"} <= set(names)
+    for name in names:
+        script = lua.build_script(name)
+        assert script.key_names, f"{name}.lua declares no keys"
+        assert set(script.key_names) <= set(QUEUE_KEYS)
+        assert "RETURNS:" in script.source, f"{name}.lua has no RETURNS in its header"
+
+
+def test_scripts_spell_no_key_names() -> None:
+    for name in lua.all_script_names():
+        body = lua.build_script(name).source.split("]]", 1)[1]
+        assert not re.search(r"['\"]conveyor:", body), f"{name}.lua spells a key"
+
+
+def test_every_key_of_a_queue_shares_its_hash_tag() -> None:
+    keys = QueueKeys("emails")
+    for name in QUEUE_KEYS:
+        assert keys.key(name).startswith("conveyor:{emails}:")
+    assert keys.job("abc") == "conveyor:{emails}:job:abc"
+
+
+def test_the_sync_face_is_generated_from_the_async_one() -> None:
+    with open(inspect.getfile(SyncQueue)) as f:
+        assert f.read() == generate(), "run: python tools/unasync.py"
+
+
+def test_both_faces_expose_the_same_methods_and_parameters() -> None:
+    def public(cls: type) -> dict[str, list[str]]:
+        return {
+            name: list(inspect.signature(member).parameters)
+            for name, member in inspect.getmembers(cls, inspect.isfunction)
+            if not name.startswith("_")
+        }
+
+    assert public(Queue) == public(SyncQueue)
+    for name in ("enqueue", "enqueue_many", "get_job", "counts", "pause", "resume"):
+        assert name in public(Queue)
+        assert inspect.iscoroutinefunction(getattr(Queue, name))
+        assert not inspect.iscoroutinefunction(getattr(SyncQueue, name))
+
+
+def test_all_is_complete() -> None:
+    exported = {
+        name
+        for name, value in vars(conveyor).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert exported == set(conveyor.__all__) - {"__version__"}
