@@ -73,16 +73,29 @@ def _failed(cause: AttemptCause, exc: BaseException, with_traceback: bool = True
     return Outcome(False, cause=cause, error=exc, traceback=text)
 
 
+class _Expired(Exception):
+    """Our timeout fired (as opposed to the handler raising a TimeoutError of its own)."""
+
+
 if sys.version_info >= (3, 11):
 
     async def _with_timeout(awaitable: Any, seconds: float) -> Any:
-        async with asyncio.timeout(seconds):
-            return await awaitable
+        scope = asyncio.timeout(seconds)
+        try:
+            async with scope:
+                return await awaitable
+        except TimeoutError:
+            if scope.expired():
+                raise _Expired from None
+            raise
 
 else:  # pragma: no cover
 
     async def _with_timeout(awaitable: Any, seconds: float) -> Any:
-        return await asyncio.wait_for(awaitable, seconds)
+        try:
+            return await asyncio.wait_for(awaitable, seconds)
+        except asyncio.TimeoutError:  # distinct from the builtin TimeoutError before 3.11
+            raise _Expired from None
 
 
 class Runner:
@@ -124,7 +137,7 @@ class Runner:
     ) -> Outcome:
         try:
             result = await _with_timeout(handler.function(context, payload), timeout)
-        except TimeoutError:
+        except _Expired:
             error = JobTimeoutError(f"{handler.name} did not finish within {timeout:g}s")
             return _failed(AttemptCause.TIMEOUT, error, with_traceback=False)
         except Exception as exc:
@@ -138,7 +151,7 @@ class Runner:
         future = loop.run_in_executor(self.pool, handler.function, context, payload)
         try:
             result = await _with_timeout(asyncio.shield(future), timeout)
-        except TimeoutError:
+        except _Expired:
             error = JobTimeoutError(
                 f"{handler.name} did not finish within {timeout:g}s (its thread keeps running)"
             )

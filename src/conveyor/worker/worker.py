@@ -168,6 +168,15 @@ class Worker:
         else:
             url = self.url or await asyncio.to_thread(connection.resolve_url)
             transport = AsyncTransport(connection.async_client(url), url)
+        try:
+            await self._check_server(url, transport)
+        except BaseException:
+            if self.client is None:
+                await transport.close()
+            raise
+        return url, transport
+
+    async def _check_server(self, url: str, transport: AsyncTransport) -> None:
         safety = await transport.run(server_safety())
         for problem in safety.problems():
             log.warning("server at %s: %s", connection.redact(url), problem)
@@ -178,7 +187,6 @@ class Worker:
             )
         for keys in self.queues:
             await transport.run(ops.register_queue(keys.queue))
-        return url, transport
 
 
 class _Session:

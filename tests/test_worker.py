@@ -1,0 +1,312 @@
+"""Worker behaviour against a real server: the lifecycle, ordering, retries and the DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+
+import conveyor
+from conveyor import AttemptCause, DeadReason, Fixed, Immediate, JobContext, JobState
+from conveyor.keys import QueueKeys
+from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, wait_for
+
+
+def make_worker(queue: conveyor.Queue, url: str, **options: Any) -> conveyor.Worker:
+    import dataclasses
+
+    return conveyor.Worker(
+        queue.name, url=url, options=dataclasses.replace(WORKER_TEST_OPTIONS, **options)
+    )
+
+
+async def in_state(queue: conveyor.Queue, job_id: str, state: JobState) -> conveyor.Job | None:
+    job = await queue.get_job(job_id)
+    return job if job is not None and job.state is state else None
+
+
+async def test_sync_and_async_handlers_complete_with_results(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    worker = make_worker(queue, server_url)
+    threads: list[str] = []
+
+    @worker.handler
+    async def double(ctx: JobContext, payload: int) -> int:
+        return payload * 2
+
+    @worker.handler(name="thumbnail")
+    def make_thumbnail(ctx: JobContext, payload: dict[str, str]) -> dict[str, str]:
+        threads.append(threading.current_thread().name)
+        return {"thumb": payload["image"] + ".small.png", "job": ctx.id}
+
+    async with RunningWorker(worker):
+        a = await queue.enqueue("double", 21)
+        b = await queue.enqueue("thumbnail", {"image": "cat"})
+        done_a = await wait_for(lambda: in_state(queue, a.id, JobState.COMPLETED))
+        done_b = await wait_for(lambda: in_state(queue, b.id, JobState.COMPLETED))
+    assert done_a.result == 42
+    assert done_b.result == {"thumb": "cat.small.png", "job": b.id}
+    assert threads and threads[0].startswith("conveyor-job")
+    assert done_b.finished_at >= done_b.started_at >= done_b.created_at
+
+
+async def test_jobs_run_in_priority_then_fifo_order(queue: conveyor.Queue, server_url: str) -> None:
+    worker = make_worker(queue, server_url, concurrency=1)
+    seen: list[str] = []
+
+    @worker.handler
+    async def note(ctx: JobContext, payload: str) -> None:
+        seen.append(payload)
+
+    await queue.enqueue_many([("note", "a"), ("note", "b"), ("note", "c")])
+    await queue.enqueue("note", "first", priority=5)
+    async with RunningWorker(worker):
+        await wait_for(lambda: len(seen) == 4)
+    assert seen == ["first", "a", "b", "c"]
+
+
+async def test_a_delayed_job_runs_when_due_and_not_before(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    worker = make_worker(queue, server_url, idle_block=5.0)
+    started: dict[str, float] = {}
+
+    @worker.handler
+    async def tick(ctx: JobContext, payload: None) -> None:
+        started[ctx.id] = time.time()
+
+    async with RunningWorker(worker):
+        job = await queue.enqueue("tick", None, delay=1.0)
+        done = await wait_for(lambda: in_state(queue, job.id, JobState.COMPLETED))
+    # Both times come from the server's clock: started_at is the fetch, due_at the promise.
+    assert done.started_at >= done.due_at
+    assert done.due_at - done.created_at == pytest.approx(1.0, abs=0.01)
+
+
+async def test_failures_retry_with_backoff_then_go_dead_with_history(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    worker = make_worker(queue, server_url)
+
+    @worker.handler(backoff=Fixed(0.05))
+    def flaky(ctx: JobContext, payload: None) -> None:
+        raise ConnectionError(f"smtp down (attempt {ctx.attempt})")
+
+    async with RunningWorker(worker):
+        job = await queue.enqueue("flaky", None, attempts=3)
+        dead = await wait_for(lambda: in_state(queue, job.id, JobState.DEAD))
+    assert dead.dead_reason is DeadReason.ATTEMPTS_EXHAUSTED
+    assert [a.attempt for a in dead.history] == [1, 2, 3]
+    assert all(a.cause is AttemptCause.ERROR for a in dead.history)
+    assert dead.history[-1].error.type == "ConnectionError"
+    assert "attempt 3" in dead.error.message
+    assert "Traceback" in dead.history[0].error.traceback
+    assert (await queue.counts()).dead == 1
+
+
+async def test_a_transient_failure_then_success(queue: conveyor.Queue, server_url: str) -> None:
+    worker = make_worker(queue, server_url)
+
+    @worker.handler(backoff=Immediate())
+    async def once_broken(ctx: JobContext, payload: None) -> str:
+        if ctx.attempt == 1:
+            raise TimeoutError("upstream slow")
+        return "ok"
+
+    async with RunningWorker(worker):
+        job = await queue.enqueue("once_broken", None)
+        done = await wait_for(lambda: in_state(queue, job.id, JobState.COMPLETED))
+    assert done.result == "ok" and done.attempt == 2
+    assert len(done.history) == 1 and done.history[0].error.type == "TimeoutError"
+
+
+async def test_bad_jobs_go_dead_at_once_and_the_worker_keeps_running(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    worker = make_worker(queue, server_url)
+
+    @worker.handler
+    async def known(ctx: JobContext, payload: Any) -> str:
+        return "fine"
+
+    @worker.handler
+    async def strict(ctx: JobContext, payload: Any) -> None:
+        raise conveyor.PermanentError("account closed")
+
+    @worker.handler
+    async def unencodable(ctx: JobContext, payload: Any) -> object:
+        return object()
+
+    garbled = await queue.enqueue("known", "will be garbled")
+    raw = redis.Redis.from_url(server_url)
+    raw.hset(QueueKeys(queue.name).job(garbled.id), "payload", b"\xff{not json")
+    raw.close()
+    unknown = await queue.enqueue("no_such_handler", 1, attempts=5)
+    permanent = await queue.enqueue("strict", 1, attempts=5)
+    weird = await queue.enqueue("unencodable", 1, attempts=5)
+    good = await queue.enqueue("known", 1)
+    async with RunningWorker(worker):
+        results = {
+            job.id: await wait_for(lambda job=job: in_state(queue, job.id, JobState.DEAD))
+            for job in (garbled, unknown, permanent, weird)
+        }
+        assert await wait_for(lambda: in_state(queue, good.id, JobState.COMPLETED))
+    assert results[garbled.id].dead_reason is DeadReason.INVALID_PAYLOAD
+    assert results[unknown.id].dead_reason is DeadReason.UNKNOWN_JOB
+    assert "no_such_handler" in results[unknown.id].error.message
+    assert results[permanent.id].dead_reason is DeadReason.PERMANENT_ERROR
+    assert results[weird.id].dead_reason is DeadReason.PERMANENT_ERROR
+    assert results[weird.id].error.type == "PayloadError"
+    assert all(job.attempt == 1 for job in results.values())
+
+
+async def test_an_async_handler_is_cancelled_at_its_timeout(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    worker = make_worker(queue, server_url)
+    cancelled = asyncio.Event()
+
+    @worker.handler(timeout=0.2)
+    async def hang(ctx: JobContext, payload: None) -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async with RunningWorker(worker):
+        job = await queue.enqueue("hang", None, attempts=1)
+        dead = await wait_for(lambda: in_state(queue, job.id, JobState.DEAD))
+    assert cancelled.is_set()
+    assert dead.history[0].cause is AttemptCause.TIMEOUT
+    assert dead.error.type == "JobTimeoutError"
+
+
+async def test_a_sync_handler_timeout_fails_the_attempt_and_keeps_the_slot_busy(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    worker = make_worker(queue, server_url, concurrency=1)
+    release = threading.Event()
+    ran: list[str] = []
+
+    @worker.handler(timeout=0.2)
+    def stuck(ctx: JobContext, payload: None) -> None:
+        release.wait(30)
+
+    @worker.handler
+    async def after(ctx: JobContext, payload: None) -> None:
+        ran.append(ctx.id)
+
+    async with RunningWorker(worker):
+        job = await queue.enqueue("stuck", None, attempts=1)
+        dead = await wait_for(lambda: in_state(queue, job.id, JobState.DEAD))
+        second = await queue.enqueue("after", None)
+        # The only slot is still held by the stuck thread: the next job must wait for it.
+        assert await in_state(queue, second.id, JobState.WAITING)
+        assert not ran
+        release.set()
+        await wait_for(lambda: in_state(queue, second.id, JobState.COMPLETED))
+    assert dead.history[0].cause is AttemptCause.TIMEOUT
+
+
+async def test_a_paused_queue_starts_nothing_until_resumed(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    worker = make_worker(queue, server_url)
+    ran: list[str] = []
+
+    @worker.handler
+    async def work(ctx: JobContext, payload: None) -> None:
+        ran.append(ctx.id)
+
+    await queue.pause()
+    async with RunningWorker(worker):
+        job = await queue.enqueue("work", None)
+        await wait_for(lambda: _counts_workers(queue))
+        # Let the worker see the paused queue at least twice (each idle wait is 0.2 s).
+        for _ in range(3):
+            await asyncio.sleep(0.2)
+        assert not ran and (await queue.counts()).waiting == 1
+        await queue.resume()
+        await wait_for(lambda: in_state(queue, job.id, JobState.COMPLETED))
+
+
+async def _counts_workers(queue: conveyor.Queue) -> bool:
+    return (await queue.counts()).workers >= 1
+
+
+async def test_completed_jobs_are_trimmed_by_count(server_url: str, queue_name: str) -> None:
+    options = conveyor.QueueOptions(completed_keep_count=5)
+    queue = conveyor.Queue(queue_name, url=server_url, options=options)
+    worker = conveyor.Worker(
+        queue_name, url=server_url, options=WORKER_TEST_OPTIONS, queue_options=options
+    )
+    done: list[str] = []
+
+    @worker.handler
+    async def work(ctx: JobContext, payload: int) -> int:
+        done.append(ctx.id)
+        return payload
+
+    jobs = await queue.enqueue_many([("work", i) for i in range(20)])
+    keep_none = await queue.enqueue("work", 99, retention=0)
+    async with RunningWorker(worker):
+        await wait_for(lambda: len(done) == 21)
+        await wait_for(lambda: _settled(queue, 21))
+    assert (await queue.counts()).completed == 5
+    kept = [await queue.get_job(job.id) for job in jobs]
+    assert sum(job is not None for job in kept) == 5  # the oldest were deleted, not just hidden
+    assert await queue.get_job(keep_none.id) is None
+    await queue.obliterate(force=True)
+    await queue.close()
+
+
+async def _settled(queue: conveyor.Queue, total: int) -> bool:
+    counts = await queue.counts()
+    return counts.active == 0 and counts.waiting == 0
+
+
+async def test_a_worker_refuses_a_server_that_may_evict_jobs(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    raw = redis.Redis.from_url(server_url)
+    raw.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        with pytest.raises(conveyor.UnsafeServerError, match="noeviction"):
+            await make_worker(queue, server_url).serve()
+        async with RunningWorker(make_worker(queue, server_url, allow_unsafe_server=True)):
+            await wait_for(lambda: _counts_workers(queue))
+    finally:
+        raw.config_set("maxmemory-policy", "noeviction")
+        raw.close()
+
+
+async def test_workers_register_and_unregister(queue: conveyor.Queue, server_url: str) -> None:
+    async with RunningWorker(make_worker(queue, server_url)):
+        await wait_for(lambda: _counts_workers(queue))
+    assert (await queue.counts()).workers == 0
+
+
+async def test_one_worker_serves_several_queues(server_url: str, queue_name: str) -> None:
+    names = [f"{queue_name}-a", f"{queue_name}-b"]
+    queues = [conveyor.Queue(n, url=server_url) for n in names]
+    worker = conveyor.Worker(names, url=server_url, options=WORKER_TEST_OPTIONS)
+    seen: list[str] = []
+
+    @worker.handler
+    async def where(ctx: JobContext, payload: None) -> None:
+        seen.append(ctx.queue)
+
+    async with RunningWorker(worker):
+        for q in queues:
+            await q.enqueue("where", None)
+        await wait_for(lambda: len(seen) == 2)
+    assert sorted(seen) == sorted(names)
+    for q in queues:
+        await q.obliterate(force=True)
+        await q.close()
