@@ -6,9 +6,7 @@ import conveyor
 from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, wait_for
 
 
-async def test_a_job_runs_and_its_result_is_stored(
-    queue: conveyor.Queue, server_url: str
-) -> None:
+async def test_a_job_runs_and_its_result_is_stored(queue: conveyor.Queue, server_url: str) -> None:
     worker = conveyor.Worker(queue.name, url=server_url, options=WORKER_TEST_OPTIONS)
 
     @worker.handler

@@ -19,7 +19,10 @@ REPLACEMENTS = [
     ("redis.asyncio.Redis", "redis.Redis"),
     ("AsyncTransport", "SyncTransport"),
     ("connection.async_client", "connection.sync_client"),
-    ("await asyncio.to_thread(connection.resolve_url)", "connection.resolve_url()"),
+    (
+        "await asyncio.to_thread(connection.resolve_url, self._url)",
+        "connection.resolve_url(self._url)",
+    ),
     ("class Queue(QueueBase)", "class SyncQueue(QueueBase)"),
     ("-> Queue:", "-> SyncQueue:"),
     ("async def __aenter__", "def __enter__"),

@@ -63,7 +63,7 @@ def server_safety() -> Op[ServerSafety]:
         Command(("INFO", "server"), error_ok=True),
     ]
     if isinstance(policy_reply, list):
-        policy_reply = dict(zip(policy_reply[::2], policy_reply[1::2]))
+        policy_reply = dict(zip(policy_reply[::2], policy_reply[1::2], strict=False))
     policy = _info_fields(policy_reply).get("maxmemory-policy")
     persistence = _info_fields(info_reply)
     server = _info_fields(server_reply)

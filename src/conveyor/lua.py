@@ -101,6 +101,4 @@ def script(name: str) -> Script:
 def all_script_names() -> list[str]:
     """Every script shipped in the package."""
     folder = resources.files("conveyor") / "lua"
-    return sorted(
-        entry.name[:-4] for entry in folder.iterdir() if entry.name.endswith(".lua")
-    )
+    return sorted(entry.name[:-4] for entry in folder.iterdir() if entry.name.endswith(".lua"))

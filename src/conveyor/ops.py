@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 import msgspec
 from redis.exceptions import ResponseError
@@ -49,7 +49,7 @@ class Command:
     error_ok: bool = False
 
 
-Call = Union[ScriptCall, Command]
+Call = ScriptCall | Command
 #: A queue operation: yields the calls of each round trip, returns its result.
 Op = Generator[list[Call], list[Any], T]
 
@@ -201,16 +201,18 @@ def enqueue_many(
     for index, draft in enumerate(drafts):
         created, state = int(flags[2 * index]), flags[2 * index + 1].decode()
         if created:
-            jobs.append(msgspec.structs.replace(draft, state=JobState(state), durability=durability))
+            created_job = msgspec.structs.replace(
+                draft, state=JobState(state), durability=durability
+            )
+            jobs.append(created_job)
         else:
             jobs.append(draft)
             existing.append(draft.id)
     if existing:
         stored = yield [Command(("HGETALL", keys.job(job_id))) for job_id in existing]
-        by_id = {job_id: fields for job_id, fields in zip(existing, stored)}
+        by_id = {job_id: fields for job_id, fields in zip(existing, stored, strict=False)}
         jobs = [
-            job_from_hash(keys.queue, by_id[job.id]) if job.id in by_id and by_id[job.id] else job
-            for job in jobs
+            job_from_hash(keys.queue, by_id[job.id]) if by_id.get(job.id) else job for job in jobs
         ]
     return jobs
 
@@ -272,7 +274,7 @@ def list_jobs(keys: QueueKeys, state: JobState, offset: int = 0, limit: int = 50
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
-    return dict(zip(flat[::2], flat[1::2]))
+    return dict(zip(flat[::2], flat[1::2], strict=False))
 
 
 def remove(keys: QueueKeys, job_id: str, options: QueueOptions) -> Op[bool]:

@@ -49,7 +49,7 @@ class Queue(QueueBase):
         if self._client is not None:
             transport = AsyncTransport(self._client, connection.client_url(self._client))
         else:
-            url = self._url or await asyncio.to_thread(connection.resolve_url)
+            url = await asyncio.to_thread(connection.resolve_url, self._url)
             transport = AsyncTransport(connection.async_client(url), url)
         await transport.run(ops.register_queue(self.name))
         self._transport = transport

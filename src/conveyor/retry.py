@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
@@ -62,21 +62,20 @@ def _jittered(seconds: float, jitter: float) -> float:
 
 
 #: A backoff that can be stored with a job (JSON), set at enqueue or as a handler default.
-Backoff = Union[Immediate, Fixed, Exponential]
+Backoff = Immediate | Fixed | Exponential
 #: A handler-level backoff may also be a callable ``(attempt, error, job) -> seconds | None``;
 #: ``None`` means give up (the job goes to the dead-letter set).
 BackoffFunction = Callable[[int, BaseException | None, Any], "float | None"]
 
 DEFAULT_BACKOFF: Backoff = Exponential()
 
-_backoff_decoder = msgspec.json.Decoder(Backoff)
-
 
 def backoff_from_json(data: Any) -> Backoff | None:
     """Read a stored backoff spec (a dict), or ``None`` when there is none."""
     if not data:
         return None
-    return msgspec.convert(data, Backoff)
+    policy: Backoff = msgspec.convert(data, Backoff)
+    return policy
 
 
 @dataclass(frozen=True)

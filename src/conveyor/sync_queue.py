@@ -49,7 +49,7 @@ class SyncQueue(QueueBase):
         if self._client is not None:
             transport = SyncTransport(self._client, connection.client_url(self._client))
         else:
-            url = self._url or connection.resolve_url()
+            url = connection.resolve_url(self._url)
             transport = SyncTransport(connection.sync_client(url), url)
         transport.run(ops.register_queue(self.name))
         self._transport = transport

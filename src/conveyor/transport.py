@@ -7,6 +7,7 @@ errors become Conveyor's exceptions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import redis
@@ -25,7 +26,7 @@ def _args(item: Call) -> tuple[Any, ...]:
     return ("EVALSHA", item.script.sha, len(item.keys), *item.keys, *item.args)
 
 
-def _missing_scripts(calls: list[Call], replies: list[Any]) -> list[int]:
+def _missing_scripts(calls: Sequence[Call], replies: list[Any]) -> list[int]:
     return [
         index
         for index, reply in enumerate(replies)
@@ -33,8 +34,8 @@ def _missing_scripts(calls: list[Call], replies: list[Any]) -> list[int]:
     ]
 
 
-def _raise_first_error(calls: list[Call], replies: list[Any]) -> list[Any]:
-    for item, reply in zip(calls, replies):
+def _raise_first_error(calls: Sequence[Call], replies: list[Any]) -> list[Any]:
+    for item, reply in zip(calls, replies, strict=False):
         if isinstance(reply, ResponseError):
             if isinstance(item, Command) and item.error_ok:
                 continue
@@ -49,7 +50,7 @@ class AsyncTransport:
         self.client = client
         self.url = url
 
-    async def execute(self, calls: list[Call]) -> list[Any]:
+    async def execute(self, calls: Sequence[Call]) -> list[Any]:
         """Send the calls of one round trip; reload scripts the server does not know."""
         try:
             if len(calls) == 1:
@@ -66,11 +67,13 @@ class AsyncTransport:
 
     async def _one(self, item: Call) -> Any:
         try:
-            return await self.client.execute_command(*_args(item))
+            return await self.client.execute_command(*_args(item))  # type: ignore[no-untyped-call]
         except NoScriptError:
             assert isinstance(item, ScriptCall)
-            await self.client.execute_command("SCRIPT", "LOAD", item.script.source)
-            return await self.client.execute_command(*_args(item))
+            await self.client.execute_command(  # type: ignore[no-untyped-call]
+                "SCRIPT", "LOAD", item.script.source
+            )
+            return await self.client.execute_command(*_args(item))  # type: ignore[no-untyped-call]
         except ResponseError as exc:
             raise translate_error(exc) from None
 
@@ -94,14 +97,14 @@ class SyncTransport:
         self.client = client
         self.url = url
 
-    def execute(self, calls: list[Call]) -> list[Any]:
+    def execute(self, calls: Sequence[Call]) -> list[Any]:
         """Send the calls of one round trip; reload scripts the server does not know."""
         try:
             if len(calls) == 1:
                 return [self._one(calls[0])]
             pipe = self.client.pipeline(transaction=False)
             for item in calls:
-                pipe.execute_command(*_args(item))
+                pipe.execute_command(*_args(item))  # type: ignore[no-untyped-call]
             replies: list[Any] = pipe.execute(raise_on_error=False)
             for index in _missing_scripts(calls, replies):
                 replies[index] = self._one(calls[index])
@@ -111,11 +114,13 @@ class SyncTransport:
 
     def _one(self, item: Call) -> Any:
         try:
-            return self.client.execute_command(*_args(item))
+            return self.client.execute_command(*_args(item))  # type: ignore[no-untyped-call]
         except NoScriptError:
             assert isinstance(item, ScriptCall)
-            self.client.execute_command("SCRIPT", "LOAD", item.script.source)
-            return self.client.execute_command(*_args(item))
+            self.client.execute_command(  # type: ignore[no-untyped-call]
+                "SCRIPT", "LOAD", item.script.source
+            )
+            return self.client.execute_command(*_args(item))  # type: ignore[no-untyped-call]
         except ResponseError as exc:
             raise translate_error(exc) from None
 

@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.ops import QueueOptions, ScriptCall, call
 from conveyor.keys import QueueKeys
+from conveyor.ops import QueueOptions, ScriptCall, call
 
 #: The job fields a claim carries, in the order include/claim.lua returns them.
 CLAIM_FIELDS = (
@@ -45,11 +45,22 @@ def _claims(queue: str, now: int, flat: Sequence[Any]) -> list[Claim]:
         timeout_ms = int(v[5] or 0)
         out.append(
             Claim(
-                queue, v[0].decode(), v[1].decode(), v[2], int(v[3] or 0), int(v[4] or 1),
-                timeout_ms / 1000.0 if timeout_ms else None, v[6], int(v[7] or 0),
-                int(v[8] or 0), int(v[9] or 0), int(v[10] or 0), v[11].decode(),
-                v[12].decode(), now,
-            )  # fmt: skip
+                queue,
+                v[0].decode(),
+                v[1].decode(),
+                v[2],
+                int(v[3] or 0),
+                int(v[4] or 1),
+                timeout_ms / 1000.0 if timeout_ms else None,
+                v[6],
+                int(v[7] or 0),
+                int(v[8] or 0),
+                int(v[9] or 0),
+                int(v[10] or 0),
+                v[11].decode(),
+                v[12].decode(),
+                now,
+            )
         )
     return out
 

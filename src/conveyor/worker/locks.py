@@ -55,7 +55,7 @@ class LockKeeper(threading.Thread):
                 calls.extend_locks(keys, lock_ttl_ms, self.worker_id, heartbeat_ms, held.items())
             )
         replies = self._transport.execute(batch)
-        for keys, lost in zip(self.keys, replies):
+        for keys, lost in zip(self.keys, replies, strict=False):
             if lost:
                 self.on_lost(keys.queue, [job_id.decode() for job_id in lost])
 

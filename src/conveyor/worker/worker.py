@@ -12,8 +12,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, overload
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import msgspec
 import redis.asyncio
@@ -68,7 +68,9 @@ class Worker:
         self.handlers: dict[str, Handler] = {}
         items = handlers.items() if isinstance(handlers, Mapping) else [(None, h) for h in handlers]
         for name, function in items:
-            self.add_handler(function if isinstance(function, Handler) else make_handler(function, name))
+            if not isinstance(function, Handler):
+                function = make_handler(function, name)
+            self.add_handler(function)
         self.id = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
         self._stop_requested = threading.Event()
         self._force = threading.Event()
@@ -82,19 +84,6 @@ class Worker:
         if handler.name in self.handlers:
             raise ValueError(f"a handler for {handler.name!r} is already registered")
         self.handlers[handler.name] = handler
-
-    @overload
-    def handler(self, function: HandlerFunction, /) -> HandlerFunction: ...
-
-    @overload
-    def handler(
-        self,
-        *,
-        name: str | None = None,
-        timeout: float | None = None,
-        backoff: Backoff | BackoffFunction | None = None,
-        permanent: tuple[type[BaseException], ...] = (),
-    ) -> Callable[[HandlerFunction], HandlerFunction]: ...
 
     def handler(
         self,
@@ -166,7 +155,7 @@ class Worker:
             url = connection.client_url(self.client)
             transport = AsyncTransport(self.client, url)
         else:
-            url = self.url or await asyncio.to_thread(connection.resolve_url)
+            url = await asyncio.to_thread(connection.resolve_url, self.url)
             transport = AsyncTransport(connection.async_client(url), url)
         try:
             await self._check_server(url, transport)
@@ -276,8 +265,10 @@ class _Session:
             "concurrency": self.options.concurrency, "started_at": time.time(),
         })  # fmt: skip
         await self.transport.execute(
-            [Command(("HSET", keys.key("worker_info"), self.worker.id, info))
-             for keys in self.worker.queues]  # fmt: skip
+            [
+                Command(("HSET", keys.key("worker_info"), self.worker.id, info))
+                for keys in self.worker.queues
+            ]
         )
         await asyncio.to_thread(self.locks.renew_once)
 
@@ -298,8 +289,12 @@ class _Session:
         ]  # fmt: skip
         background = [asyncio.create_task(f.run()) for f in fetchers]
         background.append(asyncio.create_task(self._recover_stalled()))
-        log.info("worker %s serving %s (concurrency %d)", self.worker.id,
-                 ", ".join(k.queue for k in self.worker.queues), self.options.concurrency)
+        log.info(
+            "worker %s serving %s (concurrency %d)",
+            self.worker.id,
+            ", ".join(k.queue for k in self.worker.queues),
+            self.options.concurrency,
+        )
         try:
             await wake.wait()
         finally:
@@ -310,7 +305,7 @@ class _Session:
 
     async def _shutdown(self, wake: asyncio.Event) -> None:
         if self.tasks and not self.worker._force.is_set():
-            pending = set(self.tasks)
+            pending: set[asyncio.Future[Any]] = set(self.tasks)
             deadline = time.monotonic() + self.options.shutdown_grace
             while pending and not self.worker._force.is_set():
                 left = deadline - time.monotonic()
@@ -318,7 +313,7 @@ class _Session:
                     break
                 wake.clear()
                 waiter = asyncio.create_task(wake.wait())
-                done, pending = await asyncio.wait(
+                _done, pending = await asyncio.wait(
                     pending | {waiter}, timeout=left, return_when=asyncio.FIRST_COMPLETED
                 )
                 waiter.cancel()
