@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import inspect
 import re
+from pathlib import Path
 
 import conveyor
 from conveyor import lua
+from conveyor.dead_letters import DeadLetters
 from conveyor.keys import QUEUE_KEYS, QueueKeys
 from conveyor.queue import Queue
+from conveyor.sync_dead_letters import SyncDeadLetters
 from conveyor.sync_queue import SyncQueue
-from tools.unasync import generate
+from tools.unasync import FILES, generate
 
 
 def test_every_script_declares_known_keys_and_builds() -> None:
@@ -36,9 +39,10 @@ def test_every_key_of_a_queue_shares_its_hash_tag() -> None:
     assert keys.job("abc") == "conveyor:{emails}:job:abc"
 
 
-def test_the_sync_face_is_generated_from_the_async_one() -> None:
-    with open(inspect.getfile(SyncQueue)) as f:
-        assert f.read() == generate(), "run: python tools/unasync.py"
+def test_the_sync_faces_are_generated_from_the_async_ones() -> None:
+    for source, target in FILES.items():
+        with open(Path(inspect.getfile(conveyor)).parent / target) as f:
+            assert f.read() == generate(source), "run: python tools/unasync.py"
 
 
 def test_both_faces_expose_the_same_methods_and_parameters() -> None:
@@ -50,6 +54,7 @@ def test_both_faces_expose_the_same_methods_and_parameters() -> None:
         }
 
     assert public(Queue) == public(SyncQueue)
+    assert public(DeadLetters) == public(SyncDeadLetters)
     for name in ("enqueue", "enqueue_many", "get_job", "counts", "pause", "resume"):
         assert name in public(Queue)
         assert inspect.iscoroutinefunction(getattr(Queue, name))

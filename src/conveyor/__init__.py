@@ -14,6 +14,7 @@ from conveyor.errors import (
     ServerUnavailable,
     UnsafeServerError,
 )
+from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
 from conveyor.job import Attempt, AttemptCause, DeadReason, Durability, ErrorInfo, Job, JobState
 from conveyor.ops import Counts, Durable, JobSpec, QueueOptions
 from conveyor.queue import Queue
@@ -25,10 +26,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attempt",
+    "BulkResult",
     "AttemptCause",
     "ConfigurationError",
     "ConveyorError",
     "Counts",
+    "DeadFilter",
+    "DeadPage",
     "DeadReason",
     "Durability",
     "Durable",

@@ -28,6 +28,7 @@ class DeadReason(str, enum.Enum):
     INVALID_PAYLOAD = "invalid_payload"
     UNKNOWN_JOB = "unknown_job"
     TOO_MANY_STALLS = "too_many_stalls"
+    KILLED = "killed"
 
 
 class AttemptCause(str, enum.Enum):
@@ -90,6 +91,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     error: ErrorInfo | None = None
     dead_reason: DeadReason | None = None
     stalls: int = 0
+    first_failed_at: float | None = None
+    last_failed_at: float | None = None
+    replays: int = 0
     history: tuple[Attempt, ...] = ()
     options: dict[str, Any] = msgspec.field(default_factory=dict)
     durability: Durability | None = None
@@ -137,6 +141,9 @@ def job_from_hash(queue: str, fields: dict[bytes, bytes]) -> Job:
         error=_error_decoder.decode(error) if error else None,
         dead_reason=DeadReason(reason.decode()) if reason else None,
         stalls=int(get(b"stalls") or 0),
+        first_failed_at=_ms(get(b"first_failed_ms")),
+        last_failed_at=_ms(get(b"failed_ms")),
+        replays=int(get(b"replays") or 0),
         history=history,
         options=codec.decode(options) if options else {},
     )

@@ -49,9 +49,16 @@ class Command:
     error_ok: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait this long before the next round trip (pacing of bulk operations)."""
+
+    seconds: float
+
+
 Call = ScriptCall | Command
-#: A queue operation: yields the calls of each round trip, returns its result.
-Op = Generator[list[Call], list[Any], T]
+#: A queue operation: yields the calls of each round trip (or a pause), returns its result.
+Op = Generator[list[Call] | Pause, Any, T]
 
 
 def call(name: str, keys: QueueKeys, *args: Any) -> ScriptCall:
@@ -64,7 +71,7 @@ def translate_error(exc: ResponseError) -> Exception:
     """Turn a script's coded error reply into Conveyor's exception for it."""
     message = str(exc)
     code, _, detail = message.partition(" ")
-    if code == "CONVEYOR_ACTIVE":
+    if code in ("CONVEYOR_ACTIVE", "CONVEYOR_STATE"):
         return JobStateError(detail)
     if code == "CONVEYOR_BUSY":
         return QueueBusyError(f"refusing: {detail}; pass force=True to delete them anyway")
@@ -88,6 +95,8 @@ class QueueOptions(msgspec.Struct, frozen=True, kw_only=True):
     dead_keep_count: int = defaults.DEAD_KEEP_COUNT
     dead_keep_age: float = defaults.DEAD_KEEP_AGE
     events_maxlen: int = defaults.EVENTS_MAXLEN
+    #: Also enqueue every job that dies as a ``dead_letter`` job on this queue.
+    dead_letter_queue: str | None = None
 
 
 @dataclass(frozen=True)

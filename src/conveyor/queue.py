@@ -12,6 +12,7 @@ import redis.asyncio
 
 from conveyor import connection, defaults, ops
 from conveyor._queue_base import QueueBase
+from conveyor.dead_letters import DeadLetters
 from conveyor.job import Job, JobState
 from conveyor.ops import Counts, Durable, JobSpec, QueueOptions
 from conveyor.retry import Backoff
@@ -40,6 +41,11 @@ class Queue(QueueBase):
         self._url = url
         self._client = client
         self._transport: AsyncTransport | None = None
+
+    @property
+    def dead_letters(self) -> DeadLetters:
+        """This queue's dead-letter set: list, replay, drop, kill, export, import."""
+        return DeadLetters(self)
 
     async def _run(self, op: ops.Op[T]) -> T:
         transport = self._transport or await self._connect()

@@ -12,6 +12,7 @@ import redis
 
 from conveyor import connection, defaults, ops
 from conveyor._queue_base import QueueBase
+from conveyor.sync_dead_letters import SyncDeadLetters
 from conveyor.job import Job, JobState
 from conveyor.ops import Counts, Durable, JobSpec, QueueOptions
 from conveyor.retry import Backoff
@@ -40,6 +41,11 @@ class SyncQueue(QueueBase):
         self._url = url
         self._client = client
         self._transport: SyncTransport | None = None
+
+    @property
+    def dead_letters(self) -> SyncDeadLetters:
+        """This queue's dead-letter set: list, replay, drop, kill, export, import."""
+        return SyncDeadLetters(self)
 
     def _run(self, op: ops.Op[T]) -> T:
         transport = self._transport or self._connect()

@@ -7,6 +7,8 @@ errors become Conveyor's exceptions.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -15,7 +17,7 @@ import redis.asyncio
 from redis.exceptions import NoScriptError, ResponseError
 
 from conveyor.connection import UNREACHABLE, unavailable
-from conveyor.ops import Call, Command, Op, ScriptCall, translate_error
+from conveyor.ops import Call, Command, Op, Pause, ScriptCall, translate_error
 
 T = TypeVar("T")
 
@@ -80,9 +82,13 @@ class AsyncTransport:
     async def run(self, op: Op[T]) -> T:
         """Drive an operation to its result."""
         try:
-            calls = next(op)
+            step = next(op)
             while True:
-                calls = op.send(await self.execute(calls))
+                if isinstance(step, Pause):
+                    await asyncio.sleep(step.seconds)
+                    step = op.send(None)
+                else:
+                    step = op.send(await self.execute(step))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
@@ -127,9 +133,13 @@ class SyncTransport:
     def run(self, op: Op[T]) -> T:
         """Drive an operation to its result."""
         try:
-            calls = next(op)
+            step = next(op)
             while True:
-                calls = op.send(self.execute(calls))
+                if isinstance(step, Pause):
+                    time.sleep(step.seconds)
+                    step = op.send(None)
+                else:
+                    step = op.send(self.execute(step))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 

@@ -1,10 +1,11 @@
 --[[
 fail: record a failed attempt of a job the worker holds, then retry it (waiting, or
 delayed by delay_ms) or move it to the dead-letter set with a reason.
-KEYS: meta waiting delayed active dead events marker job
-ARGV: #events_maxlen #dead_keep_count #dead_keep_age_ms id token decision #delay_ms reason attempt_record last_error
+KEYS: meta waiting delayed active dead events marker dead_outbox job
+ARGV: #events_maxlen #dead_keep_count #dead_keep_age_ms id token decision #delay_ms reason attempt_record last_error #route
   decision: 'retry' or 'dead'; attempt_record: one JSON line appended to the job's history;
-  last_error: JSON of the last error.
+  last_error: JSON of the last error; route: 1 to list the job in dead_outbox when it dies
+  (the queue names a dead-letter queue that the worker copies it to).
 RETURNS: the job's new state, or false when the worker no longer holds its lock
 ]]
 -- @include time
@@ -41,5 +42,6 @@ end
 redis.call('HSET', job, 'state', 'dead', 'reason', reason, 'finished_ms', now)
 redis.call('ZADD', dead_key, int(now + dead_keep_age_ms), id)
 emit(events_key, events_maxlen, 'dead', id, 'reason', reason)
+if route == 1 then redis.call('RPUSH', dead_outbox_key, id) end
 trim_finished(dead_key, job_key, now, dead_keep_count)
 return 'dead'

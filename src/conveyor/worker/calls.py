@@ -108,6 +108,7 @@ def fail(
         "fail", keys, options.events_maxlen, options.dead_keep_count,
         round(options.dead_keep_age * 1000), claim.id, claim.token,
         "retry" if retry else "dead", round(delay * 1000), reason, attempt_record, error,
+        1 if options.dead_letter_queue else 0,
     )  # fmt: skip
 
 

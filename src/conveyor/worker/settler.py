@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import msgspec
 
@@ -45,6 +45,7 @@ class Settler:
         worker_id: str,
         max_stalls: int,
         retry_pause: Callable[[], float],
+        on_dead: Callable[[Claim], Awaitable[None]],
     ) -> None:
         self.transport = transport
         self.queues = queues
@@ -53,6 +54,7 @@ class Settler:
         self.worker_id = worker_id
         self.max_stalls = max_stalls
         self.retry_pause = retry_pause
+        self.on_dead = on_dead
         self.completed = 0
         self.failed = 0
         self._pending: dict[str, list[tuple[str, str, bytes]]] = {}
@@ -137,6 +139,7 @@ class Settler:
             log.warning("job %s failed after its lock was lost; not recorded", claim.id)
         elif state == b"dead":
             log.error("job %s (%s) is dead: %s", claim.id, claim.name, reason)
+            await self.on_dead(claim)
         else:
             log.info("job %s (%s) failed attempt %d (%s), retrying in %.1fs", claim.id,
                      claim.name, claim.attempt, record.cause.value, decision.delay)  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import os
 import random
@@ -12,16 +13,16 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 import redis.asyncio
 
-from conveyor import connection, defaults, ops
+from conveyor import connection, defaults, dlq_ops, ops
 from conveyor.errors import ServerUnavailable, UnsafeServerError
 from conveyor.health import server_safety
-from conveyor.job import AttemptCause
+from conveyor.job import AttemptCause, Job
 from conveyor.keys import QueueKeys
 from conveyor.ops import Command, QueueOptions
 from conveyor.retry import Backoff, BackoffFunction
@@ -45,6 +46,8 @@ class Worker:
     Register handlers with :meth:`handler` (a decorator) or pass ``handlers``: a mapping of
     job name to function, or an iterable of functions (named after themselves). Start it
     with :meth:`run` (blocking, handles SIGTERM/SIGINT) or ``await worker.serve()``.
+    ``on_dead(job)`` (sync or async) runs when a job dies, e.g. to alert; if it fails, the
+    error is logged and the job stays in the dead-letter set.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class Worker:
         client: redis.asyncio.Redis | None = None,
         options: WorkerOptions | None = None,
         queue_options: QueueOptions | None = None,
+        on_dead: Callable[[Job], Any] | None = None,
     ) -> None:
         names = [queues] if isinstance(queues, str) else list(queues)
         if not names:
@@ -65,6 +69,7 @@ class Worker:
         self.client = client
         self.options = options or WorkerOptions()
         self.queue_options = queue_options or QueueOptions()
+        self.on_dead = on_dead
         self.handlers: dict[str, Handler] = {}
         items = handlers.items() if isinstance(handlers, Mapping) else [(None, h) for h in handlers]
         for name, function in items:
@@ -194,7 +199,7 @@ class _Session:
         queue_settings = {keys.queue: (keys, worker.queue_options) for keys in worker.queues}
         self.settler = Settler(
             transport, queue_settings, self.held, worker.handlers, worker.id,
-            self.options.max_stalls, self._retry_pause,
+            self.options.max_stalls, self._retry_pause, self._on_dead,
         )  # fmt: skip
         self.locks = LockKeeper(url, worker.queues, self.held, worker.id, self.options,
                                 self._on_lost_threadsafe)  # fmt: skip
@@ -215,6 +220,26 @@ class _Session:
         for job_id in job_ids:
             if held.pop(job_id, None) is not None:
                 log.warning("lost the lock of job %s; another worker may run it", job_id)
+
+    async def _on_dead(self, claim: Claim) -> None:
+        hook = self.worker.on_dead
+        if hook is None:
+            return
+        try:
+            keys = QueueKeys(claim.queue)
+            job = await self.transport.run(ops.get_job(keys, claim.id))
+            if job is None:
+                return
+            result = (
+                hook(job)
+                if inspect.iscoroutinefunction(hook)
+                else await asyncio.to_thread(hook, job)
+            )
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("the on_dead hook failed for job %s (the job is safe in the DLQ)",
+                          claim.id)  # fmt: skip
 
     def dispatch(self, claim: Claim) -> None:
         self.held[claim.queue][claim.id] = claim.token
@@ -252,6 +277,13 @@ class _Session:
                     (reply,) = await self.transport.execute([call])
                 except ServerUnavailable:
                     continue  # the fetchers report outages
+                if self.worker.queue_options.dead_letter_queue:
+                    try:
+                        await self.transport.run(
+                            dlq_ops.route_outbox(keys, self.worker.queue_options)
+                        )
+                    except ServerUnavailable:
+                        pass
                 for claim in calls.parse_recovered(keys.queue, reply):
                     log.warning("job %s stalled on worker %s", claim.id, claim.previous_worker)
                     await self.settler.fail(claim, Outcome(False, cause=AttemptCause.STALLED,

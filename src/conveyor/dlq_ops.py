@@ -1,0 +1,267 @@
+"""Dead-letter operations, written once and free of I/O (see :mod:`conveyor.ops`).
+
+Bulk operations work in bounded batches: each batch is one atomic script call, so an
+interrupted bulk replay or drop loses nothing and can simply be run again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from conveyor import codec
+from conveyor.job import DeadReason, Job, job_from_hash
+from conveyor.keys import QueueKeys
+from conveyor.ops import Command, JobSpec, Op, Pause, QueueOptions, call, enqueue_many
+
+SCAN = 1000  # dead-set entries one list call looks at, at most
+BATCH = 500  # jobs one replay or drop call moves, at most
+
+
+@dataclass(frozen=True)
+class DeadFilter:
+    """Which dead jobs an operation applies to; every field left empty matches anything."""
+
+    reason: DeadReason | str | None = None
+    name: str | None = None
+    error_type: str | None = None
+    since: float | None = None  # Unix time: died at or after
+    until: float | None = None  # Unix time: died at or before
+
+    def args(self) -> list[Any]:
+        reason = self.reason.value if isinstance(self.reason, DeadReason) else self.reason
+        return [
+            reason or "", self.name or "", self.error_type or "",
+            round(self.since * 1000) if self.since else 0,
+            round(self.until * 1000) if self.until else 0,
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DeadPage:
+    """One page of dead jobs, newest first; pass ``cursor`` back for the next page."""
+
+    jobs: list[Job]
+    cursor: int | None  # None at the end
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What a bulk replay or drop did (or, with ``dry_run``, would do)."""
+
+    matched: int
+    moved: int
+    ids: list[str]
+    dry_run: bool = False
+
+
+def list_dead(keys: QueueKeys, where: DeadFilter, cursor: int = 0, limit: int = 50) -> Op[DeadPage]:
+    """A page of dead jobs matching ``where``, newest first."""
+    jobs: list[Job] = []
+    position: int | None = cursor
+    while position is not None and len(jobs) < limit:
+        args = [position, SCAN, limit - len(jobs), 0, *where.args()]
+        (reply,) = yield [call("list_dead", keys, *args)]
+        jobs += [job_from_hash(keys.queue, dict(zip(h[::2], h[1::2], strict=True)))
+                 for h in reply[1:]]  # fmt: skip
+        position = None if int(reply[0]) < 0 else int(reply[0])
+    return DeadPage(jobs, position)
+
+
+def matching_ids(keys: QueueKeys, where: DeadFilter) -> Op[list[str]]:
+    """Every dead job id matching ``where`` (ids only, scanned in bounded steps)."""
+    ids: list[str] = []
+    position = 0
+    while True:
+        args = [position, SCAN, SCAN, 1, *where.args()]
+        (reply,) = yield [call("list_dead", keys, *args)]
+        ids += [raw.decode() for raw in reply[1:]]
+        if int(reply[0]) < 0:
+            return ids
+        position = int(reply[0])
+
+
+def replay(
+    keys: QueueKeys, options: QueueOptions, ids: Sequence[str], payload: bytes | None = None
+) -> Op[list[str]]:
+    """Replay these dead jobs (one batch); ``payload`` replaces the stored one (one id only)."""
+    if payload is not None and len(ids) != 1:
+        raise ValueError("an edited payload replays exactly one job")
+    args: list[Any] = []
+    for job_id in ids:
+        args += (job_id, payload if payload is not None else "")
+    (replayed,) = yield [call("replay_dead", keys, options.events_maxlen, *args)]
+    return [raw.decode() for raw in replayed]
+
+
+def move(
+    keys: QueueKeys, options: QueueOptions, target: QueueKeys, ids: Sequence[str]
+) -> Op[list[str]]:
+    """Enqueue copies of these dead jobs on ``target`` (same ids), then drop the originals.
+
+    The copy comes first and is idempotent (same id), so an interruption at any point
+    leaves the job in at least one place, and running the move again finishes it.
+    """
+    replies = yield [Command(("HGETALL", keys.job(job_id))) for job_id in ids]
+    found = [(job_id, fields) for job_id, fields in zip(ids, replies, strict=True) if fields]
+    specs = [
+        JobSpec(fields[b"name"].decode(), codec.decode(fields[b"payload"]), id=job_id,
+                attempts=int(fields.get(b"max_attempts") or options.max_attempts),
+                meta=codec.decode(fields[b"options"]) if fields.get(b"options") else {})
+        for job_id, fields in found
+    ]  # fmt: skip
+    if not specs:
+        return []
+    yield from enqueue_many(target, specs, options)
+    yield [Command(("HSET", target.job(job_id), "history", fields.get(b"history") or b""))
+           for job_id, fields in found]  # fmt: skip
+    yield from drop(keys, options, [job_id for job_id, _ in found])
+    return [job_id for job_id, _ in found]
+
+
+def drop(keys: QueueKeys, options: QueueOptions, ids: Sequence[str]) -> Op[int]:
+    """Delete these dead jobs (one batch)."""
+    if not ids:
+        return 0
+    (dropped,) = yield [call("drop_dead", keys, options.events_maxlen, *ids)]
+    return int(dropped)
+
+
+def kill(keys: QueueKeys, options: QueueOptions, job_id: str) -> Op[bool]:
+    """Send a waiting or delayed job to the dead-letter set (reason ``killed``)."""
+    keep = round(options.dead_keep_age * 1000)
+    (reply,) = yield [call("kill", keys, options.events_maxlen, keep, job_id)]
+    return bool(reply)
+
+
+def export_lines(keys: QueueKeys, where: DeadFilter) -> Op[list[bytes]]:
+    """Every matching dead job as one JSON line (its stored hash), for backup or transfer."""
+    lines: list[bytes] = []
+    position = 0
+    while True:
+        (reply,) = yield [call("list_dead", keys, position, SCAN, SCAN, 0, *where.args())]
+        for flat in reply[1:]:
+            fields = {k.decode(): v.decode() for k, v in zip(flat[::2], flat[1::2], strict=True)}
+            lines.append(codec.encode({"queue": keys.queue, "fields": fields}))
+        if int(reply[0]) < 0:
+            return lines
+        position = int(reply[0])
+
+
+def import_line(keys: QueueKeys, options: QueueOptions, line: bytes) -> Op[bool]:
+    """Put one exported line back into the dead-letter set; ``False`` if the id existed."""
+    record = codec.decode(line)
+    fields: dict[str, str] = record["fields"]
+    died = int(fields.get("finished_ms") or time.time() * 1000)
+    flat: list[str] = []
+    for field, value in fields.items():
+        flat += (field, value)
+    keep = round(options.dead_keep_age * 1000)
+    (reply,) = yield [
+        call("import_dead", keys, options.events_maxlen, keep, fields["id"], died, *flat)
+    ]
+    return bool(reply)
+
+
+def select(
+    keys: QueueKeys,
+    ids: Sequence[str] | None,
+    where: DeadFilter | None,
+    everything: bool,
+    older_than: float | None = None,
+) -> Op[list[str]]:
+    """The ids a bulk operation applies to: given ids, a filter, or everything (say which)."""
+    chosen = sum([ids is not None, where is not None, everything, older_than is not None])
+    if chosen != 1:
+        raise ValueError("choose exactly one of: ids, a filter (where=), all, older_than")
+    if ids is not None:
+        return list(ids)
+    if older_than is not None:
+        where = DeadFilter(until=time.time() - older_than)
+    return (yield from matching_ids(keys, where or DeadFilter()))
+
+
+def bulk_replay(
+    keys: QueueKeys,
+    options: QueueOptions,
+    ids: list[str],
+    *,
+    target: QueueKeys | None = None,
+    rate: float | None = None,
+    dry_run: bool = False,
+) -> Op[BulkResult]:
+    """Replay (or move to ``target``) these dead jobs in batches, at most ``rate`` per second."""
+    if dry_run:
+        return BulkResult(len(ids), 0, ids, dry_run=True)
+    if rate is not None and rate <= 0:
+        raise ValueError("rate must be positive")
+    size = BATCH if rate is None else max(1, min(BATCH, int(rate)))
+    moved: list[str] = []
+    started = time.monotonic()
+    for start in range(0, len(ids), size):
+        batch = ids[start : start + size]
+        if target is not None:
+            moved += yield from move(keys, options, target, batch)
+        else:
+            moved += yield from replay(keys, options, batch)
+        if rate is not None and start + size < len(ids):
+            ahead = (start + size) / rate - (time.monotonic() - started)
+            if ahead > 0:
+                yield Pause(ahead)
+    return BulkResult(len(ids), len(moved), moved)
+
+
+def bulk_drop(
+    keys: QueueKeys, options: QueueOptions, ids: list[str], *, dry_run: bool = False
+) -> Op[BulkResult]:
+    """Delete these dead jobs in batches."""
+    if dry_run:
+        return BulkResult(len(ids), 0, ids, dry_run=True)
+    dropped = 0
+    for start in range(0, len(ids), BATCH):
+        dropped += yield from drop(keys, options, ids[start : start + BATCH])
+    return BulkResult(len(ids), dropped, ids)
+
+
+def dead_letter_payload(job: Job) -> dict[str, Any]:
+    """What a ``dead_letter`` job carries: the original job and its history."""
+    try:
+        payload: Any = job.payload
+    except ValueError:
+        payload = job.raw_payload.decode(errors="replace")
+    return {
+        "queue": job.queue, "id": job.id, "name": job.name, "payload": payload,
+        "reason": job.dead_reason.value if job.dead_reason else None,
+        "error": msgspec.to_builtins(job.error), "attempt": job.attempt,
+        "history": msgspec.to_builtins(job.history), "created_at": job.created_at,
+        "died_at": job.finished_at,
+    }  # fmt: skip
+
+
+def route_outbox(keys: QueueKeys, options: QueueOptions, limit: int = 100) -> Op[int]:
+    """Copy jobs listed in the dead outbox to the queue's dead-letter queue.
+
+    Each copy has an id derived from the original (and its replay count), so two workers
+    draining at once, or a worker that dies half-way, make exactly one copy.
+    """
+    if not options.dead_letter_queue:
+        return 0
+    outbox = keys.key("dead_outbox")
+    (raw_ids,) = yield [Command(("LRANGE", outbox, 0, limit - 1))]
+    if not raw_ids:
+        return 0
+    replies = yield [Command(("HGETALL", keys.job(raw.decode()))) for raw in raw_ids]
+    specs = []
+    for fields in replies:
+        if fields:
+            job = job_from_hash(keys.queue, fields)
+            copy_id = f"{keys.queue}.{job.id}.{job.replays}"
+            specs.append(JobSpec("dead_letter", dead_letter_payload(job), id=copy_id))
+    if specs:
+        yield from enqueue_many(QueueKeys(options.dead_letter_queue), specs, QueueOptions())
+    yield [Command(("LREM", outbox, 1, raw)) for raw in raw_ids]
+    return len(specs)
