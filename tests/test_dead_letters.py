@@ -121,6 +121,9 @@ async def test_replay_to_another_queue(queue: conveyor.Queue, server_url: str) -
     assert copy.payload == {"x": 1} and len(copy.history) == 1
     assert await queue.get_job(dead.id) is None
     assert (await queue.dead_letters.replay(all=True, to=other.name)).moved == 0
+    await queue.dead_letters.kill((await queue.enqueue("value_error", 2)).id)
+    same = await queue.dead_letters.replay(all=True, to=queue.name)  # a plain replay
+    assert same.moved == 1 and (await queue.counts()).waiting == 1
     await other.obliterate(force=True)
     await other.close()
 

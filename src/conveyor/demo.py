@@ -185,8 +185,8 @@ async def _watch(
     console: Console,
     deadline: float,
 ) -> bool:
+    counts = await queue.counts()  # connects first: concurrent first calls would race
     producer = asyncio.create_task(_produce(queue, specs))
-    counts = await queue.counts()
     live = Live(view.render(counts), console=console, refresh_per_second=10)
     with _worker_log_in(view.app.log), live:
         while True:

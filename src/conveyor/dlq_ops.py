@@ -106,6 +106,8 @@ def move(
     The copy comes first and is idempotent (same id), so an interruption at any point
     leaves the job in at least one place, and running the move again finishes it.
     """
+    if target.queue == keys.queue:
+        return (yield from replay(keys, options, ids))
     replies = yield [Command(("HGETALL", keys.job(job_id))) for job_id in ids]
     found = [(job_id, fields) for job_id, fields in zip(ids, replies, strict=True) if fields]
     specs = [

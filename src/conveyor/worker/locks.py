@@ -31,7 +31,7 @@ class LockKeeper(threading.Thread):
         held: dict[str, dict[str, str]],
         worker_id: str,
         options: WorkerOptions,
-        on_lost: Callable[[str, list[str]], None],
+        on_lost: Callable[[str, list[tuple[str, str]]], None],
     ) -> None:
         super().__init__(name=f"conveyor-locks-{worker_id}", daemon=True)
         self.url = url
@@ -49,15 +49,18 @@ class LockKeeper(threading.Thread):
         lock_ttl_ms = round(self.options.lock_ttl * 1000)
         heartbeat_ms = round(self.options.heartbeat_ttl * 1000)
         batch = []
+        snapshots = []
         for keys in self.keys:
             held = self.held.get(keys.queue, {}).copy()
+            snapshots.append(held)
             batch.append(
                 calls.extend_locks(keys, lock_ttl_ms, self.worker_id, heartbeat_ms, held.items())
             )
         replies = self._transport.execute(batch)
-        for keys, lost in zip(self.keys, replies, strict=False):
+        for keys, held, lost in zip(self.keys, snapshots, replies, strict=True):
             if lost:
-                self.on_lost(keys.queue, [job_id.decode() for job_id in lost])
+                # With the token renewed, so a report about an older attempt is ignored.
+                self.on_lost(keys.queue, [(raw.decode(), held[raw.decode()]) for raw in lost])
 
     def run(self) -> None:
         while not self._stop_event.wait(self.options.lock_renew_interval):

@@ -79,6 +79,11 @@ class Settler:
 
     async def _acknowledge(self, queue: str, done: list[tuple[str, str, bytes]]) -> None:
         keys, options = self.queues[queue]
+        held = self.held[queue]
+        for job_id, token, _ in done:
+            # Settled jobs leave the renewal set first; the lock still has its TTL to run.
+            if held.get(job_id) == token:
+                del held[job_id]
         while True:
             try:
                 (refused,) = await self.transport.execute([calls.complete(keys, options, done)])
@@ -86,9 +91,6 @@ class Settler:
             except ServerUnavailable as exc:
                 log.warning("could not acknowledge %d jobs, retrying: %s", len(done), exc)
                 await asyncio.sleep(self.retry_pause())
-        held = self.held[queue]
-        for job_id, _, _ in done:
-            held.pop(job_id, None)
         self.completed += len(done) - len(refused)
         for job_id in refused:
             log.warning("job %s finished after its lock was lost; it was not acknowledged",
@@ -120,6 +122,9 @@ class Settler:
             ended_at=claim.started_ms / 1000 if stalled else time.time(),
         )
         keys, options = self.queues[claim.queue]
+        held = self.held.get(claim.queue, {})
+        if held.get(claim.id) == claim.token:
+            del held[claim.id]
         reason = decision.reason.value if decision.reason else ""
         call = calls.fail(
             keys, options, claim, retry=decision.retry, delay=decision.delay, reason=reason,
@@ -133,7 +138,6 @@ class Settler:
             except ServerUnavailable as exc:
                 log.warning("could not record the failure of job %s, retrying: %s", claim.id, exc)
                 await asyncio.sleep(self.retry_pause())
-        self.held.get(claim.queue, {}).pop(claim.id, None)
         self.failed += 1
         if state is None:
             log.warning("job %s failed after its lock was lost; not recorded", claim.id)

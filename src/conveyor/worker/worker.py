@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -116,8 +117,19 @@ class Worker:
     # --- running ----------------------------------------------------------------------
 
     def run(self) -> None:
-        """Run until SIGTERM/SIGINT (a second signal stops at once)."""
+        """Run until SIGTERM/SIGINT (a second signal stops at once).
+
+        Sync handlers still running in threads after the shutdown (their jobs were handed
+        back) cannot be killed; the process exits without waiting for them.
+        """
         asyncio.run(self.serve(handle_signals=True))
+        stuck = [t for t in threading.enumerate() if t.name.startswith("conveyor-job")]
+        if stuck:
+            log.warning("exiting with %d handler threads still running", len(stuck))
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
     def stop(self, *, now: bool = False) -> None:
         """Ask the worker to stop (thread-safe). ``now`` skips the grace period."""
@@ -205,20 +217,24 @@ class _Session:
                                 self._on_lost_threadsafe)  # fmt: skip
         self.tasks: set[asyncio.Task[None]] = set()
         self._outage_pause = 0.1
+        self._recoveries = 0
 
     def _retry_pause(self) -> float:
         self._outage_pause = min(defaults.RECONNECT_BACKOFF_MAX, self._outage_pause * 2)
         return self._outage_pause * (0.5 + random.random() / 2)
 
-    def _on_lost_threadsafe(self, queue: str, job_ids: list[str]) -> None:
+    def _on_lost_threadsafe(self, queue: str, lost: list[tuple[str, str]]) -> None:
         loop = self.worker._loop
         assert loop is not None
-        loop.call_soon_threadsafe(self._on_lost, queue, job_ids)
+        loop.call_soon_threadsafe(self._on_lost, queue, lost)
 
-    def _on_lost(self, queue: str, job_ids: list[str]) -> None:
+    def _on_lost(self, queue: str, lost: list[tuple[str, str]]) -> None:
         held = self.held[queue]
-        for job_id in job_ids:
-            if held.pop(job_id, None) is not None:
+        for job_id, token in lost:
+            # Only if this worker still holds that very attempt: the job may have been
+            # settled (and even fetched again) since the renewal was sent.
+            if held.get(job_id) == token:
+                del held[job_id]
                 log.warning("lost the lock of job %s; another worker may run it", job_id)
 
     async def _on_dead(self, claim: Claim) -> None:
@@ -261,34 +277,33 @@ class _Session:
         except Exception:  # a bug here must not kill the worker; the lock will expire
             log.exception("could not settle job %s", claim.id)
 
-    async def _recover_stalled(self) -> None:
+    async def _maintain(self) -> None:
+        """Every check interval: recover stalled jobs and route dead ones, for each queue."""
         interval = self.options.stall_check_interval
-        lock_ttl_ms = round(self.options.lock_ttl * 1000)
         await asyncio.sleep(random.uniform(0, interval))  # spread the checks of many workers
-        rounds = 0
         while True:
             for keys in self.worker.queues:
-                rounds += 1
-                call = calls.recover_stalled(
-                    keys, self.worker.queue_options, 100, self.worker.id,
-                    f"{self.worker.id}.r{rounds}", lock_ttl_ms,
-                )  # fmt: skip
                 try:
-                    (reply,) = await self.transport.execute([call])
-                except ServerUnavailable:
-                    continue  # the fetchers report outages
-                if self.worker.queue_options.dead_letter_queue:
-                    try:
+                    await self._recover_stalled(keys)
+                    if self.worker.queue_options.dead_letter_queue:
                         await self.transport.run(
                             dlq_ops.route_outbox(keys, self.worker.queue_options)
                         )
-                    except ServerUnavailable:
-                        pass
-                for claim in calls.parse_recovered(keys.queue, reply):
-                    log.warning("job %s stalled on worker %s", claim.id, claim.previous_worker)
-                    await self.settler.fail(claim, Outcome(False, cause=AttemptCause.STALLED,
-                                                           error=_StalledError(claim)))  # fmt: skip
+                except ServerUnavailable:
+                    pass  # the fetchers report outages
             await asyncio.sleep(interval)
+
+    async def _recover_stalled(self, keys: QueueKeys) -> None:
+        self._recoveries += 1
+        call = calls.recover_stalled(
+            keys, self.worker.queue_options, 100, self.worker.id,
+            f"{self.worker.id}.r{self._recoveries}", round(self.options.lock_ttl * 1000),
+        )  # fmt: skip
+        (reply,) = await self.transport.execute([call])
+        for claim in calls.parse_recovered(keys.queue, reply):
+            log.warning("job %s stalled on worker %s", claim.id, claim.previous_worker)
+            stalled = Outcome(False, cause=AttemptCause.STALLED, error=_StalledError(claim))
+            await self.settler.fail(claim, stalled)
 
     async def _register(self) -> None:
         info = msgspec.json.encode({
@@ -320,7 +335,7 @@ class _Session:
             for keys in self.worker.queues
         ]  # fmt: skip
         background = [asyncio.create_task(f.run()) for f in fetchers]
-        background.append(asyncio.create_task(self._recover_stalled()))
+        background.append(asyncio.create_task(self._maintain()))
         log.info(
             "worker %s serving %s (concurrency %d)",
             self.worker.id,

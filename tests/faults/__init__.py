@@ -1,0 +1,1 @@
+"""Fault tests: real worker subprocesses against a real server, executions counted outside it."""
