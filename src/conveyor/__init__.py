@@ -1,5 +1,6 @@
 """Conveyor: a fast, reliable background-job queue for Python on Redis/Valkey."""
 
+from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
 from conveyor.errors import (
     ConfigurationError,
     ConveyorError,
@@ -14,7 +15,6 @@ from conveyor.errors import (
     ServerUnavailable,
     UnsafeServerError,
 )
-from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
 from conveyor.job import Attempt, AttemptCause, DeadReason, Durability, ErrorInfo, Job, JobState
 from conveyor.ops import Counts, Durable, JobSpec, QueueOptions
 from conveyor.queue import Queue
@@ -26,8 +26,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attempt",
-    "BulkResult",
     "AttemptCause",
+    "BulkResult",
     "ConfigurationError",
     "ConveyorError",
     "Counts",

@@ -21,8 +21,8 @@ QUEUE_KEYS: dict[str, str] = {
     "completed": "completed",  # zset: job id -> expiry time (ms)
     "dead": "dead",  # zset: job id -> expiry time (ms)
     "events": "events",  # capped stream of state changes
-    "marker": "marker",
-    "dead_outbox": "dead-outbox",  # list: dead job ids to copy to a dead-letter queue  # list: wakes blocked workers when work may be ready
+    "marker": "marker",  # list: wakes blocked workers when work may be ready
+    "dead_outbox": "dead-outbox",  # list: dead job ids to copy to a dead-letter queue
     "workers": "workers",  # zset: worker id -> heartbeat expiry (ms)
     "worker_info": "worker-info",  # hash: worker id -> JSON description
     "job": "job:",  # prefix of one hash per job: job:<id>
