@@ -222,3 +222,24 @@ async def test_dead_jobs_are_routed_to_a_named_dead_letter_queue(
 async def _first_waiting(queue: conveyor.Queue) -> conveyor.Job | None:
     jobs = await queue.list_jobs("waiting")
     return jobs[0] if jobs else None
+
+
+async def test_a_job_that_stalls_too_often_goes_dead(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    import redis
+
+    job = await queue.enqueue("fixed", "ok", attempts=10)
+    keys = queue.keys
+    raw = redis.Redis.from_url(server_url)
+    # As if three workers had already died holding it, and a fourth just did.
+    raw.zrem(keys.key("waiting"), job.id)
+    raw.hset(keys.job(job.id), mapping={"state": "active", "token": "gone", "stalls": 3,
+                                        "attempt": 4, "worker": "dead-worker"})  # fmt: skip
+    raw.zadd(keys.key("active"), {job.id: 1})
+    raw.close()
+    async with RunningWorker(failing_worker(queue.name, server_url)):
+        dead = await wait_for(lambda: _in(queue, job.id, JobState.DEAD))
+    assert dead.dead_reason is DeadReason.TOO_MANY_STALLS and dead.stalls == 4
+    assert dead.history[-1].cause is conveyor.AttemptCause.STALLED
+    assert dead.history[-1].worker == "dead-worker"
