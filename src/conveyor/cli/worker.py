@@ -1,0 +1,113 @@
+"""The ``conveyor worker`` command: load the app's worker (or handlers) and run it."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from conveyor.worker import Worker, WorkerOptions
+
+__all__ = ["load_target", "worker"]
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _bad(message: str) -> click.BadParameter:
+    return click.BadParameter(message, param_hint="'MODULE:ATTR'")
+
+
+def load_target(target: str) -> Any:
+    """Import ``MODULE:ATTR`` (ATTR may be dotted), from the current folder like arq and rq."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise _bad(f"expected MODULE:ATTR (like myapp.tasks:worker), got {target!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        value: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise _bad(f"cannot import {module_name!r}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise _bad(f"module {module_name!r} has no attribute {attr!r}") from None
+    return value
+
+
+def build_worker(
+    target: Any,
+    queues: tuple[str, ...],
+    url: str | None,
+    changes: dict[str, Any],
+) -> Worker:
+    """A worker from a loaded ``Worker`` or mapping, with the command line's overrides."""
+    if isinstance(target, Worker):
+        names = list(queues) or [keys.queue for keys in target.queues]
+        return Worker(
+            names,
+            handlers=list(target.handlers.values()),
+            url=url or target.url,
+            client=None if url else target.client,
+            options=dataclasses.replace(target.options, **changes),
+            queue_options=target.queue_options,
+        )
+    if isinstance(target, Mapping):
+        if not queues:
+            raise click.UsageError("--queue is required when MODULE:ATTR is a mapping of handlers")
+        return Worker(queues, handlers=target, url=url, options=WorkerOptions(**changes))
+    raise _bad(
+        f"expected a conveyor.Worker or a mapping of job name to function, "
+        f"got {type(target).__name__}"
+    )
+
+
+@click.command()
+@click.argument("target", metavar="MODULE:ATTR")
+@click.option("--queue", "-q", "queues", multiple=True, metavar="QUEUE",
+              help="Queue to serve (repeatable); overrides the worker's own.")  # fmt: skip
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=None,
+              help="Jobs run at once. [default: the worker's, else 10]")  # fmt: skip
+@click.option("--url", default=None, metavar="URL",
+              help="Server URL. [default: the worker's, $CONVEYOR_URL, else embedded]")  # fmt: skip
+@click.option("--allow-unsafe-server", is_flag=True,
+              help="Start even if the server may evict jobs (maxmemory-policy).")  # fmt: skip
+@click.option("--log-level", type=click.Choice(_LOG_LEVELS, case_sensitive=False),
+              default="info", show_default=True)  # fmt: skip
+def worker(
+    target: str,
+    queues: tuple[str, ...],
+    concurrency: int | None,
+    url: str | None,
+    allow_unsafe_server: bool,
+    log_level: str,
+) -> None:
+    """Run the jobs of a worker until SIGTERM or Ctrl-C (a second one stops at once).
+
+    MODULE:ATTR names a conveyor.Worker, or a mapping of job name to handler function
+    (then --queue is required). The current folder is importable, so
+    `conveyor worker myapp.tasks:worker` works from the project's root.
+    """
+    changes: dict[str, Any] = {}
+    if concurrency is not None:
+        changes["concurrency"] = concurrency
+    if allow_unsafe_server:
+        changes["allow_unsafe_server"] = True
+    try:
+        built = build_worker(load_target(target), queues, url, changes)
+    except (TypeError, ValueError) as exc:  # a handler that is not callable, a bad queue name
+        raise click.UsageError(str(exc)) from None
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    built.run()

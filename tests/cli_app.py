@@ -1,0 +1,25 @@
+"""A tiny app for the CLI tests: ``conveyor worker tests.cli_app:worker`` serves it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import conveyor
+
+worker = conveyor.Worker(
+    "cli-app",
+    options=conveyor.WorkerOptions(
+        concurrency=2, idle_block=1.0, shutdown_grace=5.0, stall_check_interval=1.0
+    ),
+)
+
+
+@worker.handler
+async def add(ctx: conveyor.JobContext, payload: dict[str, int]) -> int:
+    return payload["a"] + payload["b"]
+
+
+#: The same handler as a mapping, for ``conveyor worker tests.cli_app:handlers -q Q``.
+handlers: dict[str, Any] = {"add": add}
+
+not_a_worker = 42
