@@ -18,24 +18,8 @@ from conveyor import codec, defaults
 from conveyor.errors import ConveyorError, PayloadError
 from conveyor.job import AttemptCause, ErrorInfo
 from conveyor.worker.calls import Claim
+from conveyor.worker.context import JobContext
 from conveyor.worker.handlers import Handler
-
-
-@dataclass(slots=True)
-class JobContext:
-    """What a handler knows about the job it runs.
-
-    ``token`` is unique to this attempt's lock: use ``(id, attempt)`` or ``token`` to make
-    side effects idempotent, since a job may run more than once (at-least-once delivery).
-    """
-
-    id: str
-    name: str
-    queue: str
-    attempt: int
-    max_attempts: int
-    token: str
-    worker_id: str
 
 
 @dataclass(slots=True)
