@@ -38,6 +38,7 @@ REPLACEMENTS = [
     ),
     ("class Queue(QueueBase)", "class SyncQueue(QueueBase)"),
     ("-> Queue:", "-> SyncQueue:"),
+    ("AsyncIterator", "Iterator"),
     ("async def __aenter__", "def __enter__"),
     ("async def __aexit__", "def __exit__"),
     ("async def ", "def "),

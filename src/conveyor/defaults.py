@@ -26,6 +26,10 @@ COMPLETED_KEEP_AGE = 24 * 3600.0
 DEAD_KEEP_COUNT = 10_000
 DEAD_KEEP_AGE = 14 * 24 * 3600.0
 EVENTS_MAXLEN = 10_000
+METRICS_WINDOW = 6 * 3600.0  # per-minute metrics are kept this long
+MAX_PROGRESS_BYTES = 4 * 1024
+MAX_LOG_LINE_CHARS = 2_000
+MAX_LOG_BYTES = 64 * 1024  # per job; older lines are dropped first
 
 # Workers
 CONCURRENCY = 10

@@ -27,6 +27,18 @@ class JobNotFound(ConveyorError, LookupError):
     """No job with that id exists in the queue."""
 
 
+class JobFailed(ConveyorError):
+    """The job awaited with ``queue.result()`` is dead; ``job`` holds its reason and history."""
+
+    def __init__(self, job: object, message: str) -> None:
+        super().__init__(message)
+        self.job = job
+
+
+class ResultTimeout(ConveyorError, TimeoutError):
+    """The job did not finish within the time ``queue.result()`` was given."""
+
+
 class JobStateError(ConveyorError):
     """The job is in a state that does not allow the operation (e.g. removing an active job)."""
 

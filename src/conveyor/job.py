@@ -94,6 +94,8 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     first_failed_at: float | None = None
     last_failed_at: float | None = None
     replays: int = 0
+    raw_progress: bytes | None = None
+    logs: tuple[str, ...] = ()
     history: tuple[Attempt, ...] = ()
     options: dict[str, Any] = msgspec.field(default_factory=dict)
     durability: Durability | None = None
@@ -102,6 +104,11 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     def payload(self) -> Any:
         """The decoded payload (raises :class:`~conveyor.PayloadError` if it is not JSON)."""
         return codec.decode(self.raw_payload)
+
+    @property
+    def progress(self) -> Any:
+        """The last progress the handler reported (``None`` if none)."""
+        return None if self.raw_progress is None else codec.decode(self.raw_progress)
 
     @property
     def result(self) -> Any:
@@ -144,6 +151,8 @@ def job_from_hash(queue: str, fields: dict[bytes, bytes]) -> Job:
         first_failed_at=_ms(get(b"first_failed_ms")),
         last_failed_at=_ms(get(b"failed_ms")),
         replays=int(get(b"replays") or 0),
+        raw_progress=get(b"progress"),
+        logs=tuple((get(b"logs") or b"").decode(errors="replace").splitlines()),
         history=history,
         options=codec.decode(options) if options else {},
     )

@@ -25,6 +25,7 @@ QUEUE_KEYS: dict[str, str] = {
     "dead_outbox": "dead-outbox",  # list: dead job ids to copy to a dead-letter queue
     "workers": "workers",  # zset: worker id -> heartbeat expiry (ms)
     "worker_info": "worker-info",  # hash: worker id -> JSON description
+    "metrics": "metrics:",  # prefix of one hash per minute: metrics:<unix minute> (expires)
     "job": "job:",  # prefix of one hash per job: job:<id>
 }
 

@@ -95,6 +95,8 @@ class QueueOptions(msgspec.Struct, frozen=True, kw_only=True):
     dead_keep_count: int = defaults.DEAD_KEEP_COUNT
     dead_keep_age: float = defaults.DEAD_KEEP_AGE
     events_maxlen: int = defaults.EVENTS_MAXLEN
+    max_result_bytes: int = defaults.MAX_RESULT_BYTES
+    metrics_window: float = defaults.METRICS_WINDOW
     #: Also enqueue every job that dies as a ``dead_letter`` job on this queue.
     dead_letter_queue: str | None = None
 

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any, TypeVar
 
 import redis.asyncio
 
-from conveyor import connection, defaults, ops
+from conveyor import connection, defaults, ops, results
 from conveyor._queue_base import QueueBase
 from conveyor.dead_letters import DeadLetters
+from conveyor.events import Event, last_event_id, read_events
 from conveyor.job import Job, JobState
+from conveyor.metrics import QueueMetrics, queue_metrics
 from conveyor.ops import Counts, Durable, JobSpec, QueueOptions
 from conveyor.retry import Backoff
 from conveyor.transport import AsyncTransport
@@ -123,6 +125,41 @@ class Queue(QueueBase):
     async def obliterate(self, *, force: bool = False) -> None:
         """Delete the queue and all its jobs; refuses while jobs are active unless forced."""
         await self._run(ops.obliterate(self.keys, force))
+
+    async def wait(self, job_id: str, *, timeout: float | None = None) -> Job:
+        """Wait until the job is completed or dead and return it; no polling.
+
+        Raises :class:`~conveyor.ResultTimeout` after ``timeout`` seconds and
+        :class:`~conveyor.JobNotFound` if there is no such job.
+        """
+        return await self._run(results.wait_for_job(self.keys, job_id, timeout))
+
+    async def result(self, job_id: str, *, timeout: float | None = None) -> Any:
+        """Wait for the job and return its handler's return value.
+
+        Raises :class:`~conveyor.JobFailed` (carrying the dead job, its reason and
+        history) when the job died, and :class:`~conveyor.ResultTimeout` on timeout.
+        """
+        return results.unwrap(await self.wait(job_id, timeout=timeout))
+
+    async def events(self, *, last_id: str = "$", block: float = 5.0) -> AsyncIterator[Event]:
+        """Every state change of this queue, as it happens, from any process.
+
+        ``last_id="$"`` starts with new events; pass the ``id`` of the last event you saw
+        to resume after a disconnect without missing any (while they are still in the
+        capped stream), or ``"0"`` for the oldest kept.
+        """
+        position = last_id
+        if position == "$":
+            position = await self._run(last_event_id(self.keys))
+        while True:
+            for event in await self._run(read_events(self.keys, position, block=block)):
+                position = event.id
+                yield event
+
+    async def metrics(self, *, window: float = 3600.0) -> QueueMetrics:
+        """Counts, throughput per minute, processing-time buckets, ages and live workers."""
+        return await self._run(queue_metrics(self.keys, window))
 
     async def close(self) -> None:
         """Close the connection this queue opened (not a client that was passed in)."""

@@ -1,16 +1,20 @@
 --[[
 complete: acknowledge finished jobs; a job whose lock token no longer matches is refused.
-KEYS: active completed events job
-ARGV: #events_maxlen #keep_count #keep_age_ms ...jobs
-  jobs: 3 values per job: id token result (JSON). A job's own options may say keep_ms.
+KEYS: meta active completed events metrics job
+ARGV: #events_maxlen #keep_count #keep_age_ms #metrics_ttl_ms ...jobs
+  jobs: 4 values per job: id token result (JSON) duration_bucket. A job's own options may
+  say keep_ms. Completions are counted in the per-minute metrics.
 RETURNS: the ids that were refused because the worker no longer held their lock
 ]]
 -- @include time
 -- @include events
 -- @include retention
+-- @include metrics
 local now = now_ms()
 local refused = {}
-for i = jobs_start, #ARGV, 3 do
+local done = 0
+local buckets = {}
+for i = jobs_start, #ARGV, 4 do
   local id = ARGV[i]
   local job = job_key .. id
   if redis.call('HGET', job, 'token') ~= ARGV[i + 1] or not redis.call('ZSCORE', active_key, id) then
@@ -26,7 +30,11 @@ for i = jobs_start, #ARGV, 3 do
       redis.call('ZADD', completed_key, int(now + keep), id)
     end
     emit(events_key, events_maxlen, 'completed', id)
+    done = done + 1
+    local bucket = ARGV[i + 3]
+    buckets[bucket] = (buckets[bucket] or 0) + 1
   end
 end
+count_metrics(meta_key, metrics_key, now, metrics_ttl_ms, 'completed', done, buckets)
 trim_finished(completed_key, job_key, now, keep_count)
 return refused

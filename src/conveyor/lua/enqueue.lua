@@ -41,6 +41,7 @@ for i = 0, count - 1 do
       redis.call('ZADD', waiting_key, int(band + seq), id)
     end
     emit(events_key, events_maxlen, 'added', id, 'name', ARGV[base + 1], 'state', state)
+    if state == 'delayed' then emit(events_key, events_maxlen, 'delayed', id) end
     woke = true
     out[#out + 1] = 1
     out[#out + 1] = state

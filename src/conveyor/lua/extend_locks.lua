@@ -2,13 +2,15 @@
 extend_locks: renew the locks of a worker's active jobs in one call, record the worker's
 heartbeat, and forget workers whose heartbeat expired.
 KEYS: active workers worker_info job
-ARGV: #lock_ttl_ms worker_id #heartbeat_ttl_ms ...jobs
+ARGV: #lock_ttl_ms worker_id #heartbeat_ttl_ms info ...jobs
+  info: the worker's JSON self-description (stored in worker_info);
   jobs: 2 values per job: id token
 RETURNS: the ids whose lock the worker no longer holds
 ]]
 -- @include time
 local now = now_ms()
 redis.call('ZADD', workers_key, int(now + heartbeat_ttl_ms), worker_id)
+redis.call('HSET', worker_info_key, worker_id, info)
 local gone = redis.call('ZRANGEBYSCORE', workers_key, '-inf', now, 'LIMIT', 0, 100)
 if #gone > 0 then
   redis.call('ZREM', workers_key, unpack(gone))

@@ -1,16 +1,18 @@
 --[[
 fail: record a failed attempt of a job the worker holds, then retry it (waiting, or
 delayed by delay_ms) or move it to the dead-letter set with a reason.
-KEYS: meta waiting delayed active dead events marker dead_outbox job
-ARGV: #events_maxlen #dead_keep_count #dead_keep_age_ms id token decision #delay_ms reason attempt_record last_error #route
+KEYS: meta waiting delayed active dead events marker dead_outbox metrics job
+ARGV: #events_maxlen #dead_keep_count #dead_keep_age_ms id token decision #delay_ms reason attempt_record last_error #route #metrics_ttl_ms
   decision: 'retry' or 'dead'; attempt_record: one JSON line appended to the job's history;
   last_error: JSON of the last error; route: 1 to list the job in dead_outbox when it dies
-  (the queue names a dead-letter queue that the worker copies it to).
+  (the queue names a dead-letter queue that the worker copies it to). The failed attempt
+  (and a death) is counted in the per-minute metrics.
 RETURNS: the job's new state, or false when the worker no longer holds its lock
 ]]
 -- @include time
 -- @include events
 -- @include retention
+-- @include metrics
 local now = now_ms()
 local job = job_key .. id
 if redis.call('HGET', job, 'token') ~= token or not redis.call('ZSCORE', active_key, id) then
@@ -22,6 +24,8 @@ local history = redis.call('HGET', job, 'history') or ''
 redis.call('HSET', job, 'history', history .. attempt_record .. '\n', 'error', last_error,
   'failed_ms', now)
 redis.call('HSETNX', job, 'first_failed_ms', now)
+emit(events_key, events_maxlen, 'failed', id, 'attempt', redis.call('HGET', job, 'attempt'))
+count_metrics(meta_key, metrics_key, now, metrics_ttl_ms, 'failed', 1, {})
 
 if decision == 'retry' then
   local state = 'waiting'
@@ -35,6 +39,7 @@ if decision == 'retry' then
   end
   redis.call('HSET', job, 'state', state)
   emit(events_key, events_maxlen, 'retrying', id, 'state', state, 'delay_ms', delay_ms)
+  if state == 'delayed' then emit(events_key, events_maxlen, 'delayed', id) end
   wake(marker_key)
   return state
 end
@@ -42,6 +47,7 @@ end
 redis.call('HSET', job, 'state', 'dead', 'reason', reason, 'finished_ms', now)
 redis.call('ZADD', dead_key, int(now + dead_keep_age_ms), id)
 emit(events_key, events_maxlen, 'dead', id, 'reason', reason)
+count_metrics(meta_key, metrics_key, now, metrics_ttl_ms, 'dead', 1, {})
 if route == 1 then redis.call('RPUSH', dead_outbox_key, id) end
 trim_finished(dead_key, job_key, now, dead_keep_count)
 return 'dead'

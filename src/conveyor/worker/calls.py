@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor import defaults
 from conveyor.keys import QueueKeys
 from conveyor.ops import QueueOptions, ScriptCall, call
 
@@ -89,15 +90,20 @@ def parse_fetch(queue: str, reply: Sequence[Any]) -> Fetched:
 
 
 def complete(
-    keys: QueueKeys, options: QueueOptions, done: Iterable[tuple[str, str, bytes]]
+    keys: QueueKeys, options: QueueOptions, done: Iterable[tuple[str, str, bytes, int]]
 ) -> ScriptCall:
+    """Acknowledge (id, token, result, duration bucket) tuples."""
     args: list[Any] = []
-    for job_id, token, result in done:
-        args += (job_id, token, result)
+    for item in done:
+        args += item
     return call(
         "complete", keys, options.events_maxlen, options.completed_keep_count,
-        round(options.completed_keep_age * 1000), *args,
+        round(options.completed_keep_age * 1000), _metrics_ttl(options), *args,
     )  # fmt: skip
+
+
+def _metrics_ttl(options: QueueOptions) -> int:
+    return round((options.metrics_window + 60) * 1000)
 
 
 def fail(
@@ -108,8 +114,18 @@ def fail(
         "fail", keys, options.events_maxlen, options.dead_keep_count,
         round(options.dead_keep_age * 1000), claim.id, claim.token,
         "retry" if retry else "dead", round(delay * 1000), reason, attempt_record, error,
-        1 if options.dead_letter_queue else 0,
+        1 if options.dead_letter_queue else 0, _metrics_ttl(options),
     )  # fmt: skip
+
+
+def report(
+    keys: QueueKeys, options: QueueOptions, reports: Iterable[tuple[str, str, bytes, bytes]]
+) -> ScriptCall:
+    """Store (id, token, progress JSON, log lines) reported by running handlers."""
+    args: list[Any] = []
+    for item in reports:
+        args += item
+    return call("report", keys, options.events_maxlen, defaults.MAX_LOG_BYTES, *args)
 
 
 def release(keys: QueueKeys, options: QueueOptions, held: Iterable[tuple[str, str]]) -> ScriptCall:
@@ -120,13 +136,13 @@ def release(keys: QueueKeys, options: QueueOptions, held: Iterable[tuple[str, st
 
 
 def extend_locks(
-    keys: QueueKeys, lock_ttl_ms: int, worker_id: str, heartbeat_ttl_ms: int,
+    keys: QueueKeys, lock_ttl_ms: int, worker_id: str, heartbeat_ttl_ms: int, info: bytes,
     held: Iterable[tuple[str, str]],
 ) -> ScriptCall:  # fmt: skip
     args: list[Any] = []
     for job_id, token in held:
         args += (job_id, token)
-    return call("extend_locks", keys, lock_ttl_ms, worker_id, heartbeat_ttl_ms, *args)
+    return call("extend_locks", keys, lock_ttl_ms, worker_id, heartbeat_ttl_ms, info, *args)
 
 
 def recover_stalled(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conveyor.worker.reporter import Reporter
 
 
 @dataclass(slots=True)
@@ -20,3 +24,17 @@ class JobContext:
     max_attempts: int
     token: str
     worker_id: str
+    reporter: Reporter | None = field(default=None, repr=False)
+
+    def progress(self, value: Any) -> None:
+        """Report progress (a number or a small JSON value); readable as ``job.progress``.
+
+        Safe to call from async and sync handlers; it never blocks on the server.
+        """
+        if self.reporter is not None:
+            self.reporter.progress(self.queue, self.id, self.token, value)
+
+    def log(self, message: str) -> None:
+        """Append a line to the job's log (``job.logs``), kept up to 64 KiB per job."""
+        if self.reporter is not None:
+            self.reporter.log(self.queue, self.id, self.token, message)

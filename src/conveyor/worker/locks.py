@@ -32,6 +32,7 @@ class LockKeeper(threading.Thread):
         worker_id: str,
         options: WorkerOptions,
         on_lost: Callable[[str, list[tuple[str, str]]], None],
+        describe: Callable[[], bytes],
     ) -> None:
         super().__init__(name=f"conveyor-locks-{worker_id}", daemon=True)
         self.url = url
@@ -40,6 +41,7 @@ class LockKeeper(threading.Thread):
         self.worker_id = worker_id
         self.options = options
         self.on_lost = on_lost
+        self.describe = describe
         self._stop_event = threading.Event()
         self._transport = SyncTransport(connection.sync_client(url), url)
         self._failing = False
@@ -50,11 +52,14 @@ class LockKeeper(threading.Thread):
         heartbeat_ms = round(self.options.heartbeat_ttl * 1000)
         batch = []
         snapshots = []
+        info = self.describe()
         for keys in self.keys:
             held = self.held.get(keys.queue, {}).copy()
             snapshots.append(held)
             batch.append(
-                calls.extend_locks(keys, lock_ttl_ms, self.worker_id, heartbeat_ms, held.items())
+                calls.extend_locks(
+                    keys, lock_ttl_ms, self.worker_id, heartbeat_ms, info, held.items()
+                )
             )
         replies = self._transport.execute(batch)
         for keys, held, lost in zip(self.keys, snapshots, replies, strict=True):

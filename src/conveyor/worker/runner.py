@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,8 @@ from conveyor.job import AttemptCause, ErrorInfo
 from conveyor.worker.calls import Claim
 from conveyor.worker.context import JobContext
 from conveyor.worker.handlers import Handler
+from conveyor.worker.log_context import current_job
+from conveyor.worker.reporter import Reporter
 
 
 @dataclass(slots=True)
@@ -33,6 +37,7 @@ class Outcome:
     traceback: str = ""
     #: A timed-out thread still running; its concurrency slot is busy until it finishes.
     straggler: asyncio.Future[Any] | None = None
+    duration: float = 0.0
 
     def error_info(self) -> ErrorInfo:
         exc = self.error
@@ -91,14 +96,25 @@ class Runner:
         pool: concurrent.futures.ThreadPoolExecutor,
         worker_id: str,
         default_timeout: float,
+        max_result_bytes: int = defaults.MAX_RESULT_BYTES,
+        reporter: Reporter | None = None,
     ) -> None:
         self.handlers = handlers
         self.pool = pool
         self.worker_id = worker_id
         self.default_timeout = default_timeout
+        self.max_result_bytes = max_result_bytes
+        self.reporter = reporter
 
     async def run(self, claim: Claim) -> Outcome:
         """Run the claim's handler; every failure becomes an :class:`Outcome`."""
+        started = time.monotonic()
+        current_job.set((claim.id, claim.name, claim.attempt, claim.queue))
+        outcome = await self._run(claim)
+        outcome.duration = time.monotonic() - started
+        return outcome
+
+    async def _run(self, claim: Claim) -> Outcome:
         handler = self.handlers.get(claim.name)
         if handler is None:
             error = UnknownJobError(f"no handler is registered for job name {claim.name!r}")
@@ -109,7 +125,7 @@ class Runner:
             return _failed(AttemptCause.INVALID_PAYLOAD, exc, with_traceback=False)
         context = JobContext(
             claim.id, claim.name, claim.queue, claim.attempt, claim.max_attempts, claim.token,
-            self.worker_id,
+            self.worker_id, self.reporter,
         )  # fmt: skip
         timeout = claim.timeout or handler.timeout or self.default_timeout
         if handler.is_async:
@@ -126,13 +142,15 @@ class Runner:
             return _failed(AttemptCause.TIMEOUT, error, with_traceback=False)
         except Exception as exc:
             return _failed(AttemptCause.ERROR, exc)
-        return _encoded(result)
+        return self._encoded(result)
 
     async def _run_in_thread(
         self, handler: Handler, context: JobContext, payload: Any, timeout: float
     ) -> Outcome:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.pool, handler.function, context, payload)
+        # The thread gets a copy of this task's context, so its log records name the job.
+        run_in_context = contextvars.copy_context().run
+        future = loop.run_in_executor(self.pool, run_in_context, handler.function, context, payload)
         try:
             result = await _with_timeout(asyncio.shield(future), timeout)
         except _Expired:
@@ -144,11 +162,10 @@ class Runner:
             return outcome
         except Exception as exc:
             return _failed(AttemptCause.ERROR, exc)
-        return _encoded(result)
+        return self._encoded(result)
 
-
-def _encoded(result: Any) -> Outcome:
-    try:
-        return Outcome(True, codec.encode(result, limit=defaults.MAX_RESULT_BYTES, what="result"))
-    except PayloadError as exc:
-        return _failed(AttemptCause.ERROR, exc, with_traceback=False)
+    def _encoded(self, result: Any) -> Outcome:
+        try:
+            return Outcome(True, codec.encode(result, limit=self.max_result_bytes, what="result"))
+        except PayloadError as exc:
+            return _failed(AttemptCause.ERROR, exc, with_traceback=False)

@@ -19,6 +19,7 @@ from conveyor import codec
 from conveyor.errors import PayloadError, ServerUnavailable
 from conveyor.job import Attempt, AttemptCause
 from conveyor.keys import QueueKeys
+from conveyor.metrics import duration_bucket
 from conveyor.ops import QueueOptions
 from conveyor.retry import Decision, Failure, backoff_from_json, decide
 from conveyor.transport import AsyncTransport
@@ -57,12 +58,13 @@ class Settler:
         self.on_dead = on_dead
         self.completed = 0
         self.failed = 0
-        self._pending: dict[str, list[tuple[str, str, bytes]]] = {}
+        self._pending: dict[str, list[tuple[str, str, bytes, int]]] = {}
         self._flusher: asyncio.Task[None] | None = None
 
-    def complete(self, claim: Claim, result: bytes) -> None:
+    def complete(self, claim: Claim, result: bytes, duration: float) -> None:
         """Queue an acknowledgement; it is sent with any others that finish meanwhile."""
-        self._pending.setdefault(claim.queue, []).append((claim.id, claim.token, result))
+        done = (claim.id, claim.token, result, duration_bucket(duration))
+        self._pending.setdefault(claim.queue, []).append(done)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_pending())
 
@@ -77,10 +79,10 @@ class Settler:
             for queue, done in batch.items():
                 await self._acknowledge(queue, done)
 
-    async def _acknowledge(self, queue: str, done: list[tuple[str, str, bytes]]) -> None:
+    async def _acknowledge(self, queue: str, done: list[tuple[str, str, bytes, int]]) -> None:
         keys, options = self.queues[queue]
         held = self.held[queue]
-        for job_id, token, _ in done:
+        for job_id, token, _, _ in done:
             # Settled jobs leave the renewal set first; the lock still has its TTL to run.
             if held.get(job_id) == token:
                 del held[job_id]

@@ -34,6 +34,7 @@ from conveyor.worker.fetcher import Fetcher
 from conveyor.worker.handlers import Handler, HandlerFunction, make_handler
 from conveyor.worker.locks import LockKeeper
 from conveyor.worker.options import WorkerOptions
+from conveyor.worker.reporter import Reporter
 from conveyor.worker.runner import Outcome, Runner
 from conveyor.worker.settler import Settler
 from conveyor.worker.slots import Slots
@@ -207,14 +208,20 @@ class _Session:
         self.pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.options.concurrency, thread_name_prefix="conveyor-job"
         )
-        self.runner = Runner(worker.handlers, self.pool, worker.id, worker.queue_options.timeout)
         queue_settings = {keys.queue: (keys, worker.queue_options) for keys in worker.queues}
+        assert worker._loop is not None
+        self.reporter = Reporter(worker._loop, transport, queue_settings)
+        self.runner = Runner(
+            worker.handlers, self.pool, worker.id, worker.queue_options.timeout,
+            worker.queue_options.max_result_bytes, self.reporter,
+        )  # fmt: skip
         self.settler = Settler(
             transport, queue_settings, self.held, worker.handlers, worker.id,
             self.options.max_stalls, self._retry_pause, self._on_dead,
         )  # fmt: skip
         self.locks = LockKeeper(url, worker.queues, self.held, worker.id, self.options,
-                                self._on_lost_threadsafe)  # fmt: skip
+                                self._on_lost_threadsafe, self._describe)  # fmt: skip
+        self.started_at = time.time()
         self.tasks: set[asyncio.Task[None]] = set()
         self._outage_pause = 0.1
         self._recoveries = 0
@@ -270,8 +277,9 @@ class _Session:
         else:
             self.slots.give()
         try:
+            await self.reporter.settle(claim.queue, claim.id)  # reports land before the ack
             if outcome.ok:
-                self.settler.complete(claim, outcome.result)
+                self.settler.complete(claim, outcome.result, outcome.duration)
             else:
                 await self.settler.fail(claim, outcome)
         except Exception:  # a bug here must not kill the worker; the lock will expire
@@ -305,18 +313,17 @@ class _Session:
             stalled = Outcome(False, cause=AttemptCause.STALLED, error=_StalledError(claim))
             await self.settler.fail(claim, stalled)
 
-    async def _register(self) -> None:
-        info = msgspec.json.encode({
+    def _describe(self) -> bytes:
+        """The worker's self-description, refreshed with every heartbeat."""
+        return msgspec.json.encode({
             "id": self.worker.id, "host": socket.gethostname(), "pid": os.getpid(),
             "queues": [k.queue for k in self.worker.queues],
-            "concurrency": self.options.concurrency, "started_at": time.time(),
+            "concurrency": self.options.concurrency, "started_at": self.started_at,
+            "last_heartbeat": time.time(),
+            "jobs_done": self.settler.completed + self.settler.failed,
         })  # fmt: skip
-        await self.transport.execute(
-            [
-                Command(("HSET", keys.key("worker_info"), self.worker.id, info))
-                for keys in self.worker.queues
-            ]
-        )
+
+    async def _register(self) -> None:
         await asyncio.to_thread(self.locks.renew_once)
 
     async def _unregister(self) -> None:
@@ -368,6 +375,7 @@ class _Session:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.reporter.flush()
         await self.settler.flush()
         await self._hand_back()
         self.locks.stop()

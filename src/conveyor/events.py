@@ -1,0 +1,51 @@
+"""The event stream of a queue: every state change, written by the script that made it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from conveyor.keys import QueueKeys
+from conveyor.ops import Command, Op
+
+
+class Event(msgspec.Struct, frozen=True):
+    """One state change. ``id`` is the stream id: resume from it to miss nothing."""
+
+    id: str
+    event: str
+    job_id: str
+    fields: dict[str, str]
+
+    @property
+    def timestamp(self) -> float:
+        """When the server recorded it (Unix time)."""
+        return int(self.id.split("-", 1)[0]) / 1000
+
+
+def _event(raw_id: bytes, raw_fields: dict[bytes, bytes] | list[bytes]) -> Event:
+    if isinstance(raw_fields, list):
+        raw_fields = dict(zip(raw_fields[::2], raw_fields[1::2], strict=True))
+    fields = {k.decode(): v.decode(errors="replace") for k, v in raw_fields.items()}
+    return Event(raw_id.decode(), fields.pop("event", ""), fields.pop("job", ""), fields)
+
+
+def read_events(
+    keys: QueueKeys, last_id: str, *, block: float | None, count: int = 500
+) -> Op[list[Event]]:
+    """Events after ``last_id`` ("$" = only new ones, "0" = from the oldest kept)."""
+    args: list[Any] = ["XREAD", "COUNT", count]
+    if block is not None:
+        args += ["BLOCK", max(1, round(block * 1000))]
+    (reply,) = yield [Command((*args, "STREAMS", keys.key("events"), last_id))]
+    if not reply:
+        return []
+    entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
+    return [_event(raw_id, fields) for raw_id, fields in entries]
+
+
+def last_event_id(keys: QueueKeys) -> Op[str]:
+    """The id of the newest event, or "0-0" when there is none."""
+    (reply,) = yield [Command(("XREVRANGE", keys.key("events"), "+", "-", "COUNT", 1))]
+    return reply[0][0].decode() if reply else "0-0"
