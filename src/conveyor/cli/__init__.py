@@ -14,6 +14,8 @@ from conveyor import __version__
 from conveyor.cli.demo import demo
 from conveyor.cli.dlq import dlq
 from conveyor.cli.enqueue import enqueue
+from conveyor.cli.events import events
+from conveyor.cli.exporter import metrics
 from conveyor.cli.jobs import job, jobs
 from conveyor.cli.manage import drain, pause, resume
 from conveyor.cli.server import server
@@ -41,5 +43,7 @@ def main() -> None:
     """
 
 
-for _command in (worker, enqueue, status, jobs, job, pause, resume, drain, dlq, server, demo):
+_COMMANDS = (worker, enqueue, status, jobs, job, events, pause, resume, drain, dlq, metrics,
+             server, demo)  # fmt: skip
+for _command in _COMMANDS:
     main.add_command(_command)

@@ -16,7 +16,7 @@ from conveyor.job import Job
 __all__ = ["age", "echo_json", "job_builtins", "job_error", "timestamp"]
 
 #: Raw JSON fields of a job and the names they are shown under, decoded.
-_DECODED = {"raw_payload": "payload", "raw_result": "result"}
+_DECODED = {"raw_payload": "payload", "raw_result": "result", "raw_progress": "progress"}
 
 
 def _decoded(raw: bytes | None) -> Any:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
 import msgspec
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
@@ -15,7 +17,8 @@ from conveyor.cli.common import connect, json_option, queue_argument, url_option
 from conveyor.cli.render import echo_json
 from conveyor.health import ServerSafety, server_safety
 from conveyor.keys import QueueKeys
-from conveyor.ops import Counts
+from conveyor.metrics import QueueMetrics, queue_metrics
+from conveyor.transport import SyncTransport
 
 __all__ = ["status"]
 
@@ -26,29 +29,68 @@ _STATES = ("waiting", "delayed", "active", "completed", "dead")
 @queue_argument(many=True)
 @url_option
 @json_option
-def status(queues: tuple[str, ...], url: str | None, as_json: bool) -> None:
-    """Show jobs per state, pause flag and live workers of each QUEUE (default: all).
+@click.option("--watch", is_flag=True, help="Refresh in place until Ctrl-C.")
+@click.option("--interval", default=2.0, show_default=True, help="Seconds between refreshes.")
+def status(
+    queues: tuple[str, ...], url: str | None, as_json: bool, watch: bool, interval: float
+) -> None:
+    """Show jobs per state, throughput, oldest waiting age, DLQ depth and workers of each QUEUE.
 
     Also checks that the server will not lose jobs: its eviction policy and persistence.
+    With --watch the view refreshes in place (Ctrl-C to leave).
     """
     with connect(url) as transport:
-        names = list(queues) or transport.run(ops.known_queues())
-        counts = {name: transport.run(ops.counts(QueueKeys(name))) for name in names}
-        safety = transport.run(server_safety())
         server_url = connection.redact(transport.url)
+        if watch:
+            _watch(transport, queues, server_url, interval)
+            return
+        snapshots = _snapshots(transport, queues)
+        safety = transport.run(server_safety())
     if as_json:
         echo_json({"server": _server_builtins(server_url, safety), "queues": [
-            {"queue": name, **msgspec.to_builtins(c)} for name, c in counts.items()
+            {"queue": m.queue, **msgspec.to_builtins(m.counts),
+             "completed_last_minute": _last_minute(m), "completed_total": m.completed_total,
+             "failed_total": m.failed_total, "dead_total": m.dead_total,
+             "oldest_waiting_age": m.oldest_waiting_age, "oldest_dead_age": m.oldest_dead_age,
+             "workers_alive": [w.id for w in m.workers]}
+            for m in snapshots
         ]})  # fmt: skip
         return
     console = Console()
-    if counts:
-        console.print(_counts_table(counts))
+    console.print(_view(snapshots, server_url, safety))
+
+
+def _snapshots(transport: SyncTransport, queues: tuple[str, ...]) -> list[QueueMetrics]:
+    names = list(queues) or transport.run(ops.known_queues())
+    return [transport.run(queue_metrics(QueueKeys(name), window=15 * 60)) for name in names]
+
+
+def _watch(
+    transport: SyncTransport, queues: tuple[str, ...], server_url: str, interval: float
+) -> None:
+    safety = transport.run(server_safety())
+    with Live(_view(_snapshots(transport, queues), server_url, safety), auto_refresh=False) as live:
+        try:
+            while True:
+                time.sleep(interval)
+                live.update(_view(_snapshots(transport, queues), server_url, safety), refresh=True)
+        except KeyboardInterrupt:
+            pass
+
+
+def _last_minute(m: QueueMetrics) -> int:
+    return m.minutes[-2].completed if len(m.minutes) > 1 else 0
+
+
+def _view(snapshots: list[QueueMetrics], server_url: str, safety: ServerSafety) -> Group:
+    parts: list[Any] = []
+    if snapshots:
+        parts.append(_counts_table(snapshots))
     else:
-        console.print("No queues yet: enqueue a job or start a worker to create one.")
-    console.print(_safety_table(server_url, safety))
-    for problem in safety.problems():
-        console.print(f"[bold red]warning:[/] {escape(problem)}", soft_wrap=True)
+        parts.append("No queues yet: enqueue a job or start a worker to create one.")
+    parts.append(_safety_table(server_url, safety))
+    parts += [f"[bold red]warning:[/] {escape(p)}" for p in safety.problems()]
+    return Group(*parts)
 
 
 def _server_builtins(url: str, safety: ServerSafety) -> dict[str, Any]:
@@ -61,17 +103,33 @@ def _server_builtins(url: str, safety: ServerSafety) -> dict[str, Any]:
     }
 
 
-def _counts_table(counts: dict[str, Counts]) -> Table:
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if value >= size:
+            return f"{int(value // size)}{unit}"
+    return f"{value:.0f}s"
+
+
+def _counts_table(snapshots: list[QueueMetrics]) -> Table:
     table = Table(title="Queues", title_justify="left")
     table.add_column("queue", style="bold")
     for state in _STATES:
         table.add_column(state, justify="right", style="red" if state == "dead" else None)
     table.add_column("paused")
     table.add_column("workers", justify="right")
-    for name, c in counts.items():
+    table.add_column("done/min", justify="right")
+    table.add_column("oldest wait", justify="right")
+    table.add_column("oldest dead", justify="right")
+    for m in snapshots:
+        c = m.counts
         numbers = [str(getattr(c, state)) for state in _STATES]
         paused = "[yellow]paused[/]" if c.paused else "no"
-        table.add_row(escape(name), *numbers, paused, str(c.workers))
+        table.add_row(
+            escape(m.queue), *numbers, paused, str(len(m.workers)), str(_last_minute(m)),
+            _seconds(m.oldest_waiting_age), _seconds(m.oldest_dead_age),
+        )  # fmt: skip
     return table
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -13,6 +12,7 @@ from typing import Any
 import click
 
 from conveyor.worker import Worker, WorkerOptions
+from conveyor.worker.log_context import configure_logging
 
 __all__ = ["load_target", "worker"]
 
@@ -82,6 +82,8 @@ def build_worker(
               help="Start even if the server may evict jobs (maxmemory-policy).")  # fmt: skip
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS, case_sensitive=False),
               default="info", show_default=True)  # fmt: skip
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="json: one JSON object per line.")  # fmt: skip
 def worker(
     target: str,
     queues: tuple[str, ...],
@@ -89,6 +91,7 @@ def worker(
     url: str | None,
     allow_unsafe_server: bool,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run the jobs of a worker until SIGTERM or Ctrl-C (a second one stops at once).
 
@@ -105,9 +108,6 @@ def worker(
         built = build_worker(load_target(target), queues, url, changes)
     except (TypeError, ValueError) as exc:  # a handler that is not callable, a bad queue name
         raise click.UsageError(str(exc)) from None
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # Every record names the job it was logged from (id, name, attempt).
+    configure_logging(log_level.upper(), json_lines=log_format == "json")
     built.run()

@@ -1,0 +1,35 @@
+"""The ``conveyor metrics`` command: serve Prometheus metrics for every queue."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+
+from conveyor.prometheus import make_exporter
+
+__all__ = ["metrics"]
+
+
+@click.command()
+@click.option("--url", default=None, metavar="URL",
+              help="Server URL. [default: $CONVEYOR_URL, else the embedded server]")  # fmt: skip
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback needs --token.")  # fmt: skip
+@click.option("--port", default=9808, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token", envvar="CONVEYOR_TOKEN", default=None,
+              help="Require 'Authorization: Bearer TOKEN'. [env: CONVEYOR_TOKEN]")  # fmt: skip
+@click.option("--queue", "-q", "queues", multiple=True, help="Only these queues (repeatable).")
+def metrics(url: str | None, host: str, port: int, token: str | None,
+            queues: tuple[str, ...]) -> None:  # fmt: skip
+    """Serve /metrics for Prometheus: jobs per state, totals, ages, processing times."""
+    server = make_exporter(url, host=host, port=port, token=token, queues=queues)
+    Console(stderr=True).print(
+        f"serving Prometheus metrics on http://{host}:{server.server_port}/metrics"
+        + (" (token required)" if token else "")
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
