@@ -111,6 +111,27 @@ def job(queue: str, job_id: str, url: str | None, as_json: bool) -> None:
 
 def _job_view(item: Job) -> RenderableType:
     data = job_builtins(item)
+    parts: list[RenderableType] = [_facts(item), Panel(JSON.from_data(data["payload"]),
+                                                       title="payload", title_align="left")]  # fmt: skip
+    if item.raw_progress is not None:
+        parts.append(Panel(JSON.from_data(data["progress"]), title="progress", title_align="left"))
+    if item.raw_result is not None:
+        parts.append(Panel(JSON.from_data(data["result"]), title="result", title_align="left"))
+    if item.logs:
+        shown = item.logs[-50:]
+        title = f"log (last {len(shown)} of {len(item.logs)} lines)"
+        parts.append(Panel(Text("\n".join(shown)), title=title, title_align="left"))
+    if item.error is not None:
+        error = Text(f"{item.error.type}: {item.error.message}", style="bold red")
+        if item.error.traceback:
+            error.append("\n\n" + item.error.traceback.rstrip(), style="default")
+        parts.append(Panel(error, title="last error", title_align="left", border_style="red"))
+    if item.history:
+        parts.append(_history_table(item))
+    return Group(*parts)
+
+
+def _facts(item: Job) -> Table:
     facts = Table(show_header=False, box=None, pad_edge=False)
     facts.add_column(style="bold")
     facts.add_column(overflow="fold")
@@ -133,18 +154,7 @@ def _job_view(item: Job) -> RenderableType:
             facts.add_row(label, timestamp(when))
     if item.options:
         facts.add_row("options", JSON.from_data(item.options))
-    parts: list[RenderableType] = [facts, Panel(JSON.from_data(data["payload"]), title="payload",
-                                                title_align="left")]  # fmt: skip
-    if item.raw_result is not None:
-        parts.append(Panel(JSON.from_data(data["result"]), title="result", title_align="left"))
-    if item.error is not None:
-        error = Text(f"{item.error.type}: {item.error.message}", style="bold red")
-        if item.error.traceback:
-            error.append("\n\n" + item.error.traceback.rstrip(), style="default")
-        parts.append(Panel(error, title="last error", title_align="left", border_style="red"))
-    if item.history:
-        parts.append(_history_table(item))
-    return Group(*parts)
+    return facts
 
 
 def _history_table(item: Job) -> Table:
