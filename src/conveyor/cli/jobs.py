@@ -111,8 +111,8 @@ def job(queue: str, job_id: str, url: str | None, as_json: bool) -> None:
 
 def _job_view(item: Job) -> RenderableType:
     data = job_builtins(item)
-    parts: list[RenderableType] = [_facts(item), Panel(JSON.from_data(data["payload"]),
-                                                       title="payload", title_align="left")]  # fmt: skip
+    payload = Panel(JSON.from_data(data["payload"]), title="payload", title_align="left")
+    parts: list[RenderableType] = [_facts(item), payload]
     if item.raw_progress is not None:
         parts.append(Panel(JSON.from_data(data["progress"]), title="progress", title_align="left"))
     if item.raw_result is not None:
