@@ -5,6 +5,7 @@ from conveyor.errors import (
     ConfigurationError,
     ConveyorError,
     EmbeddedServerError,
+    JobCancelled,
     JobFailed,
     JobNotFound,
     JobStateError,
@@ -12,6 +13,7 @@ from conveyor.errors import (
     PayloadError,
     PermanentError,
     QueueBusyError,
+    RateLimited,
     ResultTimeout,
     RetryLater,
     ServerUnavailable,
@@ -20,7 +22,7 @@ from conveyor.errors import (
 from conveyor.events import Event
 from conveyor.job import Attempt, AttemptCause, DeadReason, Durability, ErrorInfo, Job, JobState
 from conveyor.metrics import MinuteStats, QueueMetrics, WorkerInfo
-from conveyor.ops import Counts, Durable, JobSpec, QueueOptions
+from conveyor.ops import Counts, Dedup, Durable, JobSpec, QueueOptions
 from conveyor.queue import Queue
 from conveyor.retry import Exponential, Fixed, Immediate
 from conveyor.sync_queue import SyncQueue
@@ -38,6 +40,7 @@ __all__ = [
     "DeadFilter",
     "DeadPage",
     "DeadReason",
+    "Dedup",
     "Durability",
     "Durable",
     "EmbeddedServerError",
@@ -48,6 +51,7 @@ __all__ = [
     "Handler",
     "Immediate",
     "Job",
+    "JobCancelled",
     "JobContext",
     "JobFailed",
     "JobNotFound",
@@ -62,6 +66,7 @@ __all__ = [
     "QueueBusyError",
     "QueueMetrics",
     "QueueOptions",
+    "RateLimited",
     "ResultTimeout",
     "RetryLater",
     "ServerUnavailable",

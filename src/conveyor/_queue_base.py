@@ -9,7 +9,7 @@ from typing import Any
 from conveyor import ops
 from conveyor.job import Job, JobState
 from conveyor.keys import QueueKeys
-from conveyor.ops import Durable, JobSpec, QueueOptions
+from conveyor.ops import Dedup, Durable, JobSpec, QueueOptions
 from conveyor.retry import Backoff
 
 
@@ -45,11 +45,13 @@ class QueueBase:
         timeout: float | None,
         backoff: Backoff | None,
         retention: float | None,
+        dedup: Dedup | None,
         durable: Durable | None,
     ) -> ops.Op[list[Job]]:
         spec = JobSpec(
             name, payload, id=id, delay=delay, run_at=_timestamp(run_at), priority=priority,
             attempts=attempts, timeout=timeout, backoff=backoff, retention=retention,
+            dedup=dedup,
         )  # fmt: skip
         return ops.enqueue_many(self.keys, [spec], self.options, durable)
 

@@ -35,6 +35,22 @@ class JobFailed(ConveyorError):
         self.job = job
 
 
+class JobCancelled(JobFailed):
+    """The job awaited with ``queue.result()`` was cancelled."""
+
+
+class RateLimited(ConveyorError):
+    """Raise from a handler when a downstream says "slow down".
+
+    The whole queue starts no job for ``seconds`` (across all workers) and this job goes
+    back to the front of the queue without spending an attempt.
+    """
+
+    def __init__(self, seconds: float, message: str = "") -> None:
+        super().__init__(message or f"rate limited for {seconds:g}s")
+        self.seconds = seconds
+
+
 class ResultTimeout(ConveyorError, TimeoutError):
     """The job did not finish within the time ``queue.result()`` was given."""
 

@@ -18,6 +18,7 @@ class JobState(str, enum.Enum):
     ACTIVE = "active"
     COMPLETED = "completed"
     DEAD = "dead"
+    CANCELLED = "cancelled"
 
 
 class DeadReason(str, enum.Enum):

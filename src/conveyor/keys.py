@@ -25,6 +25,11 @@ QUEUE_KEYS: dict[str, str] = {
     "dead_outbox": "dead-outbox",  # list: dead job ids to copy to a dead-letter queue
     "workers": "workers",  # zset: worker id -> heartbeat expiry (ms)
     "worker_info": "worker-info",  # hash: worker id -> JSON description
+    "dedup": "dedup:",  # prefix of one string per deduplication key: dedup:<key> -> job id
+    "schedules": "schedules",  # hash: schedule id -> JSON definition
+    "schedule_due": "schedule-due",  # zset: schedule id -> next fire time (ms)
+    "cancelled": "cancelled",  # zset: job id -> expiry time (ms)
+    "rate": "rate",  # zset: start times (ms) of recent jobs, for the queue's rate limit
     "metrics": "metrics:",  # prefix of one hash per minute: metrics:<unix minute> (expires)
     "job": "job:",  # prefix of one hash per job: job:<id>
 }

@@ -15,7 +15,7 @@ import msgspec
 
 from conveyor import codec
 from conveyor.keys import QueueKeys
-from conveyor.ops import Call, Command, Counts, Op, call
+from conveyor.ops import Call, Command, Counts, Op, call, parse_counts
 
 #: Upper bounds (ms) of the processing-time buckets; the last bucket is unbounded.
 DURATION_BOUNDS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000,
@@ -113,7 +113,6 @@ def queue_metrics(keys: QueueKeys, window: float = 3600.0) -> Op[QueueMetrics]:
         if oldest_dead
         else Command(("TIME",)),
     ]
-    w, d, a, c, x, p, k = (int(v) for v in counts_reply)
     stats, buckets = _minutes(minutes, per_minute)
     live = {raw.decode() for raw in alive}
     workers = [
@@ -123,7 +122,7 @@ def queue_metrics(keys: QueueKeys, window: float = 3600.0) -> Op[QueueMetrics]:
     ]
     return QueueMetrics(
         queue=keys.queue,
-        counts=Counts(w, d, a, c, x, bool(p), k),
+        counts=parse_counts(counts_reply),
         completed_total=_int(totals[0]),
         failed_total=_int(totals[1]),
         dead_total=_int(totals[2]),

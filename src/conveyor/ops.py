@@ -116,6 +116,22 @@ class Durable:
 
 
 @dataclass(frozen=True)
+class Dedup:
+    """Deduplicate jobs by ``key`` for ``window`` seconds.
+
+    By default (throttle) a job enqueued while another job with the same key is still
+    around within the window is dropped and the existing job is returned. With
+    ``debounce=True`` a later job replaces the waiting one's payload and pushes its start
+    back to ``delay`` (or ``window``) seconds from now. The key lives on its own, so it
+    holds for the whole window even if the job is cleaned up early.
+    """
+
+    key: str
+    window: float
+    debounce: bool = False
+
+
+@dataclass(frozen=True)
 class JobSpec:
     """One job to enqueue: its handler name, JSON payload and options."""
 
@@ -129,6 +145,7 @@ class JobSpec:
     timeout: float | None = None
     backoff: Backoff | None = None
     retention: float | None = None  # seconds to keep the job once completed; 0 drops it
+    dedup: Dedup | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -166,10 +183,19 @@ def _job_args(spec: JobSpec, options: QueueOptions) -> tuple[list[Any], Job]:
         stored["backoff"] = msgspec.to_builtins(backoff)
     run_at_ms = _ms(spec.run_at) if spec.run_at is not None else 0
     keep = "" if spec.retention is None else str(_ms(spec.retention))
+    delay = spec.delay
+    dedup: list[Any] = ["", 0, ""]
+    if spec.dedup is not None:
+        if not spec.dedup.key or spec.dedup.window <= 0:
+            raise ValueError("a dedup key must be non-empty with a positive window")
+        mode = "debounce" if spec.dedup.debounce else "throttle"
+        dedup = [spec.dedup.key, max(1, _ms(spec.dedup.window)), mode]
+        if spec.dedup.debounce and delay is None and spec.run_at is None:
+            delay = spec.dedup.window
     args = [
         job_id, spec.name, payload, priority_band(spec.priority), spec.priority,
-        _ms(spec.delay), run_at_ms, max_attempts, _ms(spec.timeout), keep,
-        codec.encode(stored) if stored else b"",
+        _ms(delay), run_at_ms, max_attempts, _ms(spec.timeout), keep,
+        codec.encode(stored) if stored else b"", *dedup,
     ]  # fmt: skip
     job = Job(
         id=job_id, queue="", name=spec.name, state=JobState.WAITING, raw_payload=payload,
@@ -210,15 +236,16 @@ def enqueue_many(
     jobs: list[Job] = []
     existing: list[str] = []
     for index, draft in enumerate(drafts):
-        created, state = int(flags[2 * index]), flags[2 * index + 1].decode()
+        created, state = int(flags[3 * index]), flags[3 * index + 1].decode()
+        job_id = flags[3 * index + 2].decode()
         if created:
             created_job = msgspec.structs.replace(
                 draft, state=JobState(state), durability=durability
             )
             jobs.append(created_job)
         else:
-            jobs.append(draft)
-            existing.append(draft.id)
+            jobs.append(msgspec.structs.replace(draft, id=job_id))
+            existing.append(job_id)
     if existing:
         stored = yield [Command(("HGETALL", keys.job(job_id))) for job_id in existing]
         by_id = {job_id: fields for job_id, fields in zip(existing, stored, strict=False)}
@@ -267,13 +294,19 @@ class Counts(msgspec.Struct, frozen=True):
     dead: int
     paused: bool
     workers: int
+    cancelled: int = 0
+
+
+def parse_counts(reply: Sequence[Any]) -> Counts:
+    """The reply of the counts script."""
+    w, d, a, c, x, p, k, n = (int(v) for v in reply)
+    return Counts(w, d, a, c, x, bool(p), k, n)
 
 
 def counts(keys: QueueKeys) -> Op[Counts]:
     """Jobs per state, the paused flag and live workers, read atomically."""
     (reply,) = yield [call("counts", keys)]
-    w, d, a, c, x, p, k = (int(v) for v in reply)
-    return Counts(w, d, a, c, x, bool(p), k)
+    return parse_counts(reply)
 
 
 def list_jobs(keys: QueueKeys, state: JobState, offset: int = 0, limit: int = 50) -> Op[list[Job]]:
@@ -291,6 +324,28 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 def remove(keys: QueueKeys, job_id: str, options: QueueOptions) -> Op[bool]:
     """Delete a job that is not active; ``False`` if there was no such job."""
     (reply,) = yield [call("remove", keys, options.events_maxlen, job_id)]
+    return bool(reply)
+
+
+def cancel(keys: QueueKeys, options: QueueOptions, job_id: str) -> Op[str | None]:
+    """Cancel a job: 'cancelled', 'requested' (it is running), a finished state, or None."""
+    keep = round(options.completed_keep_age * 1000)
+    (reply,) = yield [call("cancel", keys, options.events_maxlen, keep, job_id)]
+    return reply.decode() if reply else None
+
+
+def set_priority(
+    keys: QueueKeys, options: QueueOptions, job_id: str, priority: int
+) -> Op[bool]:
+    """Change the priority of a waiting or delayed job; ``False`` if there is no such job."""
+    band = priority_band(priority)
+    (reply,) = yield [call("reprioritize", keys, options.events_maxlen, job_id, band, priority)]
+    return bool(reply)
+
+
+def reschedule(keys: QueueKeys, options: QueueOptions, job_id: str, delay: float) -> Op[bool]:
+    """Make a waiting or delayed job due ``delay`` seconds from now (0: run it now)."""
+    (reply,) = yield [call("reschedule", keys, options.events_maxlen, job_id, _ms(delay))]
     return bool(reply)
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conveyor.errors import JobFailed, JobNotFound, ResultTimeout
+from conveyor.errors import JobCancelled, JobFailed, JobNotFound, ResultTimeout
 from conveyor.events import last_event_id, read_events
 from conveyor.job import Job, JobState
 from conveyor.keys import QueueKeys
 from conveyor.ops import Op, get_job
 
-FINISHED = frozenset({JobState.COMPLETED, JobState.DEAD})
+FINISHED = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED})
 #: Events after which the job is looked at again.
 _FINAL_EVENTS = frozenset({"completed", "dead", "removed", "dropped", "cancelled"})
 #: Longest single blocking read; the job is also re-read after a quiet stretch this long,
@@ -45,6 +45,8 @@ def wait_for_job(keys: QueueKeys, job_id: str, timeout: float | None) -> Op[Job]
 
 def unwrap(job: Job) -> Any:
     """The result of a finished job, or :class:`JobFailed` if it died."""
+    if job.state is JobState.CANCELLED:
+        raise JobCancelled(job, f"job {job.id} ({job.name}) was cancelled")
     if job.state is JobState.DEAD:
         reason = job.dead_reason.value if job.dead_reason else "dead"
         error = f": {job.error.type}: {job.error.message}" if job.error else ""

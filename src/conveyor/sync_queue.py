@@ -16,7 +16,7 @@ from conveyor.sync_dead_letters import SyncDeadLetters
 from conveyor.events import Event, last_event_id, read_events
 from conveyor.job import Job, JobState
 from conveyor.metrics import QueueMetrics, queue_metrics
-from conveyor.ops import Counts, Durable, JobSpec, QueueOptions
+from conveyor.ops import Counts, Dedup, Durable, JobSpec, QueueOptions
 from conveyor.retry import Backoff
 from conveyor.transport import SyncTransport
 
@@ -76,13 +76,18 @@ class SyncQueue(QueueBase):
         timeout: float | None = None,
         backoff: Backoff | None = None,
         retention: float | None = None,
+        dedup: Dedup | None = None,
         durable: Durable | None = None,
     ) -> Job:
-        """Add a job for the handler ``name``; a repeated ``id`` returns the existing job."""
+        """Add a job for the handler ``name``; a repeated ``id`` returns the existing job.
+
+        ``dedup`` drops (or, with ``debounce``, merges) jobs with the same key within a
+        window; see :class:`~conveyor.Dedup`.
+        """
         op = self._enqueue_op(
             name, payload, id=id, delay=delay, run_at=run_at, priority=priority,
             attempts=attempts, timeout=timeout, backoff=backoff, retention=retention,
-            durable=durable,
+            dedup=dedup, durable=durable,
         )  # fmt: skip
         return (self._run(op))[0]
 
@@ -109,6 +114,29 @@ class SyncQueue(QueueBase):
     def remove(self, job_id: str) -> bool:
         """Delete a job that is not active; ``False`` if it did not exist."""
         return self._run(ops.remove(self.keys, job_id, self.options))
+
+    def cancel(self, job_id: str) -> str | None:
+        """Cancel a job from anywhere.
+
+        A waiting or delayed job is cancelled at once (``"cancelled"``). A running job is
+        stopped by the worker that holds it within a lock-renewal interval (``"requested"``):
+        an ``async def`` handler is cancelled, a plain ``def`` handler sees
+        ``ctx.cancelled`` become true; it ends as cancelled and is not retried. A finished
+        job is left alone (its state is returned); ``None`` if there is no such job.
+        """
+        return self._run(ops.cancel(self.keys, self.options, job_id))
+
+    def set_priority(self, job_id: str, priority: int) -> bool:
+        """Change the priority of a waiting or delayed job."""
+        return self._run(ops.set_priority(self.keys, self.options, job_id, priority))
+
+    def reschedule(self, job_id: str, delay: float) -> bool:
+        """Make a waiting or delayed job due ``delay`` seconds from now."""
+        return self._run(ops.reschedule(self.keys, self.options, job_id, delay))
+
+    def promote(self, job_id: str) -> bool:
+        """Run a delayed job now."""
+        return self.reschedule(job_id, 0)
 
     def pause(self) -> None:
         """Stop workers from starting new jobs of this queue (nothing is lost)."""

@@ -5,7 +5,7 @@ KEYS: active workers worker_info job
 ARGV: #lock_ttl_ms worker_id #heartbeat_ttl_ms info ...jobs
   info: the worker's JSON self-description (stored in worker_info);
   jobs: 2 values per job: id token
-RETURNS: the ids whose lock the worker no longer holds
+RETURNS: {ids whose lock the worker no longer holds, ids whose cancellation was requested}
 ]]
 -- @include time
 local now = now_ms()
@@ -17,13 +17,15 @@ if #gone > 0 then
   redis.call('HDEL', worker_info_key, unpack(gone))
 end
 local lost = {}
+local cancel = {}
 for i = jobs_start, #ARGV, 2 do
   local id = ARGV[i]
-  if redis.call('HGET', job_key .. id, 'token') == ARGV[i + 1]
-      and redis.call('ZSCORE', active_key, id) then
+  local held = redis.call('HMGET', job_key .. id, 'token', 'cancel_requested')
+  if held[1] == ARGV[i + 1] and redis.call('ZSCORE', active_key, id) then
     redis.call('ZADD', active_key, 'XX', int(now + lock_ttl_ms), id)
+    if held[2] then cancel[#cancel + 1] = id end
   else
     lost[#lost + 1] = id
   end
 end
-return lost
+return {lost, cancel}

@@ -1,7 +1,7 @@
 --[[
 obliterate: delete a whole queue in bounded steps; call again until it returns 0.
 Refuses while jobs are active unless forced (their workers then cannot settle them).
-KEYS: meta waiting delayed active completed dead events marker workers worker_info job
+KEYS: meta waiting delayed active completed dead cancelled events marker workers worker_info schedules schedule_due rate dead_outbox job
 ARGV: #force #batch
 RETURNS: 1 while more remains, 0 when the queue is gone; error CONVEYOR_BUSY if active
 ]]
@@ -10,7 +10,8 @@ if active > 0 and force == 0 then
   return redis.error_reply('CONVEYOR_BUSY ' .. active .. ' jobs are active')
 end
 local removed = 0
-for _, set in ipairs({waiting_key, delayed_key, active_key, completed_key, dead_key}) do
+for _, set in ipairs({waiting_key, delayed_key, active_key, completed_key, dead_key,
+    cancelled_key}) do
   local ids = redis.call('ZRANGE', set, 0, batch - removed - 1)
   for _, id in ipairs(ids) do
     redis.call('DEL', job_key .. id)
@@ -21,5 +22,6 @@ for _, set in ipairs({waiting_key, delayed_key, active_key, completed_key, dead_
   end
   if removed >= batch then return 1 end
 end
-redis.call('DEL', meta_key, events_key, marker_key, workers_key, worker_info_key)
+redis.call('DEL', meta_key, events_key, marker_key, workers_key, worker_info_key, schedules_key,
+  schedule_due_key, rate_key, dead_outbox_key)
 return 0

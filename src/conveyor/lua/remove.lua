@@ -1,6 +1,6 @@
 --[[
 remove: delete a job that is not active.
-KEYS: waiting delayed completed dead events job
+KEYS: waiting delayed completed dead cancelled events job
 ARGV: #events_maxlen id
 RETURNS: 1 if removed, 0 if there is no such job; error CONVEYOR_ACTIVE if it is active
 ]]
@@ -11,7 +11,7 @@ if not state then return 0 end
 if state == 'active' then
   return redis.error_reply('CONVEYOR_ACTIVE job ' .. id .. ' is active')
 end
-for _, set in ipairs({waiting_key, delayed_key, completed_key, dead_key}) do
+for _, set in ipairs({waiting_key, delayed_key, completed_key, dead_key, cancelled_key}) do
   redis.call('ZREM', set, id)
 end
 redis.call('DEL', job)

@@ -128,6 +128,14 @@ def report(
     return call("report", keys, options.events_maxlen, defaults.MAX_LOG_BYTES, *args)
 
 
+def finish_cancelled(keys: QueueKeys, options: QueueOptions, claim: Claim) -> ScriptCall:
+    """Record a running job as cancelled (its lock token is checked)."""
+    return call(
+        "finish_cancelled", keys, options.events_maxlen, options.completed_keep_count,
+        round(options.completed_keep_age * 1000), claim.id, claim.token,
+    )  # fmt: skip
+
+
 def release(keys: QueueKeys, options: QueueOptions, held: Iterable[tuple[str, str]]) -> ScriptCall:
     args: list[Any] = []
     for job_id, token in held:

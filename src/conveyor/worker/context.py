@@ -25,6 +25,8 @@ class JobContext:
     token: str
     worker_id: str
     reporter: Reporter | None = field(default=None, repr=False)
+    #: Set when someone cancelled this job; a long ``def`` handler should check it and stop.
+    cancelled: bool = False
 
     def progress(self, value: Any) -> None:
         """Report progress (a number or a small JSON value); readable as ``job.progress``.

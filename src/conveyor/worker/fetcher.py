@@ -37,6 +37,7 @@ class Fetcher:
         slots: Slots,
         dispatch: Callable[[Claim], None],
         retry_pause: Callable[[], float],
+        stopping: asyncio.Event,
     ) -> None:
         self.transport = transport
         self.keys = keys
@@ -46,14 +47,15 @@ class Fetcher:
         self.slots = slots
         self.dispatch = dispatch
         self.retry_pause = retry_pause
+        self.stopping = stopping
         self._calls = itertools.count()
         self._failing = False
 
     async def run(self) -> None:
-        """Fetch and dispatch until cancelled."""
+        """Fetch and dispatch until the worker stops."""
         most = min(self.options.fetch_batch, self.options.concurrency)
         least = max(1, most // 4)
-        while True:
+        while not self.stopping.is_set():
             count = await self.slots.take(most, least)
             try:
                 fetched = await self._fetch(count)
@@ -89,10 +91,24 @@ class Fetcher:
             timeout = min(timeout, fetched.next_delayed_ms / 1000)
         if timeout <= 0.001:
             return
+        # Race the blocking read against the stop signal: a cancellation alone can be lost
+        # inside the client's own retry of an interrupted read.
+        marker = Command(("BLPOP", self.keys.key("marker"), f"{timeout:.3f}"))
+        blocked = asyncio.ensure_future(self.transport.execute([marker]))
+        stop = asyncio.ensure_future(self.stopping.wait())
         try:
-            await self.transport.execute(
-                [Command(("BLPOP", self.keys.key("marker"), f"{timeout:.3f}"))]
-            )
+            await asyncio.wait({blocked, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not blocked.done():
+                blocked.cancel()
+                # Let the interrupted read release its connection (bounded: the read may
+                # be retried by the client, and ends by its own timeout at the latest).
+                await asyncio.wait({blocked}, timeout=timeout + 1)
+        if blocked.cancelled():
+            return
+        try:
+            blocked.result()
         except ServerUnavailable as exc:
             self._report_outage(exc)
             await asyncio.sleep(self.retry_pause())

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.retry import Backoff, BackoffFunction
+from conveyor.worker.child import function_ref
 
 #: A handler takes the job's context and its decoded payload and returns a JSON value.
 HandlerFunction = Callable[[Any, Any], Any]
@@ -23,6 +24,8 @@ class Handler:
     timeout: float | None = None
     backoff: Backoff | BackoffFunction | None = None
     permanent: tuple[type[BaseException], ...] = ()
+    #: Run in a child process (plain ``def`` only); ``None``: as the worker's options say.
+    process: bool | None = None
 
 
 def make_handler(
@@ -32,10 +35,13 @@ def make_handler(
     timeout: float | None = None,
     backoff: Backoff | BackoffFunction | None = None,
     permanent: tuple[type[BaseException], ...] = (),
+    process: bool | None = None,
 ) -> Handler:
     """Describe ``function`` as the handler of jobs called ``name`` (default: its name)."""
     if not callable(function):
         raise TypeError(f"a handler must be callable, got {function!r}")
+    if process:
+        check_process_handler(function)
     return Handler(
         name=name or function.__name__,
         function=function,
@@ -43,4 +49,15 @@ def make_handler(
         timeout=timeout,
         backoff=backoff,
         permanent=tuple(permanent),
+        process=process,
     )
+
+
+def check_process_handler(function: HandlerFunction) -> None:
+    """Raise unless ``function`` can run in a child process (a plain, importable ``def``)."""
+    if inspect.iscoroutinefunction(function):
+        raise TypeError(
+            f"{function!r} is an async def: async handlers run on the event loop; "
+            "process=True is for plain def handlers"
+        )
+    function_ref(function)

@@ -33,6 +33,7 @@ class LockKeeper(threading.Thread):
         options: WorkerOptions,
         on_lost: Callable[[str, list[tuple[str, str]]], None],
         describe: Callable[[], bytes],
+        on_cancel: Callable[[str, list[str]], None],
     ) -> None:
         super().__init__(name=f"conveyor-locks-{worker_id}", daemon=True)
         self.url = url
@@ -42,6 +43,7 @@ class LockKeeper(threading.Thread):
         self.options = options
         self.on_lost = on_lost
         self.describe = describe
+        self.on_cancel = on_cancel
         self._stop_event = threading.Event()
         self._transport = SyncTransport(connection.sync_client(url), url)
         self._failing = False
@@ -62,7 +64,9 @@ class LockKeeper(threading.Thread):
                 )
             )
         replies = self._transport.execute(batch)
-        for keys, held, lost in zip(self.keys, snapshots, replies, strict=True):
+        for keys, held, (lost, cancel) in zip(self.keys, snapshots, replies, strict=True):
+            if cancel:
+                self.on_cancel(keys.queue, [raw.decode() for raw in cancel])
             if lost:
                 # With the token renewed, so a report about an older attempt is ignored.
                 self.on_lost(keys.queue, [(raw.decode(), held[raw.decode()]) for raw in lost])

@@ -22,6 +22,21 @@ class WorkerOptions:
     heartbeat_ttl: float = defaults.HEARTBEAT_TTL
     #: Start even when the server may evict keys (``maxmemory-policy`` other than noeviction).
     allow_unsafe_server: bool = False
+    # Process handlers (docs/processes.md)
+    #: Run every plain ``def`` handler in a child process, unless it says ``process=False``.
+    process_handlers: bool = False
+    #: How many child processes; default: the CPU count or the concurrency, if smaller.
+    processes: int | None = None
+    #: Replace a child after it ran this many jobs (``None``: never).
+    max_jobs_per_child: int | None = None
+    #: Replace a child whose resident memory is over this many bytes after a job.
+    max_child_memory: int | None = None
+    #: A module each child imports when it starts (heavy imports, models): once per child.
+    child_init: str | None = None
+    #: Seconds from SIGTERM to SIGKILL when a child is stopped (a timeout, a shutdown).
+    child_kill_grace: float = 2.0
+    #: How children start: ``"spawn"`` or ``"forkserver"`` (never fork: the worker has threads).
+    process_start_method: str = "spawn"
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -30,3 +45,15 @@ class WorkerOptions:
             raise ValueError("fetch_batch must be at least 1")
         if not 0 < self.lock_renew_interval < self.lock_ttl:
             raise ValueError("lock_renew_interval must be positive and below lock_ttl")
+        _check_process_options(self)
+
+
+def _check_process_options(options: WorkerOptions) -> None:
+    for name in ("processes", "max_jobs_per_child", "max_child_memory"):
+        value = getattr(options, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1 (or None)")
+    if options.child_kill_grace < 0:
+        raise ValueError("child_kill_grace must not be negative")
+    if options.process_start_method not in ("spawn", "forkserver"):
+        raise ValueError('process_start_method must be "spawn" or "forkserver"')

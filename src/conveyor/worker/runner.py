@@ -3,6 +3,8 @@
 ``async def`` handlers run on the event loop and are cancelled at their timeout. Plain
 ``def`` handlers run in a thread pool; a thread cannot be killed, so at the timeout the
 attempt is reported as timed out while the thread's slot stays busy until it returns.
+Handlers marked ``process`` run in a child process (:mod:`conveyor.worker.processes`),
+which is terminated at the timeout.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conveyor import codec, defaults
 from conveyor.errors import ConveyorError, PayloadError
@@ -24,6 +26,9 @@ from conveyor.worker.context import JobContext
 from conveyor.worker.handlers import Handler
 from conveyor.worker.log_context import current_job
 from conveyor.worker.reporter import Reporter
+
+if TYPE_CHECKING:
+    from conveyor.worker.processes import ProcessPool
 
 
 @dataclass(slots=True)
@@ -38,6 +43,8 @@ class Outcome:
     #: A timed-out thread still running; its concurrency slot is busy until it finishes.
     straggler: asyncio.Future[Any] | None = None
     duration: float = 0.0
+    #: The job was cancelled while it ran: it ends as cancelled, not completed or retried.
+    cancelled: bool = False
 
     def error_info(self) -> ErrorInfo:
         exc = self.error
@@ -105,14 +112,34 @@ class Runner:
         self.default_timeout = default_timeout
         self.max_result_bytes = max_result_bytes
         self.reporter = reporter
+        #: The context and task of each running job, so a cancellation can reach it.
+        self.running: dict[tuple[str, str], tuple[JobContext, asyncio.Task[Any] | None]] = {}
+        #: Runs handlers marked ``process`` (set by the worker when it has any).
+        self.processes: ProcessPool | None = None
 
     async def run(self, claim: Claim) -> Outcome:
         """Run the claim's handler; every failure becomes an :class:`Outcome`."""
         started = time.monotonic()
         current_job.set((claim.id, claim.name, claim.attempt, claim.queue))
-        outcome = await self._run(claim)
+        try:
+            outcome = await self._run(claim)
+        finally:
+            running = self.running.pop((claim.queue, claim.id), None)
+        if running is not None and running[0].cancelled:
+            outcome = Outcome(False, cancelled=True)
         outcome.duration = time.monotonic() - started
         return outcome
+
+    def cancel(self, queue: str, job_id: str) -> bool:
+        """Stop a running job: cancel an async handler, flag a sync one (``ctx.cancelled``)."""
+        running = self.running.get((queue, job_id))
+        if running is None:
+            return False
+        context, task = running
+        context.cancelled = True
+        if task is not None:
+            task.cancel()
+        return True
 
     async def _run(self, claim: Claim) -> Outcome:
         handler = self.handlers.get(claim.name)
@@ -128,6 +155,13 @@ class Runner:
             self.worker_id, self.reporter,
         )  # fmt: skip
         timeout = claim.timeout or handler.timeout or self.default_timeout
+        in_loop = handler.is_async and not (handler.process and self.processes is not None)
+        task = asyncio.current_task() if in_loop else None
+        self.running[(claim.queue, claim.id)] = (context, task)
+        if handler.process and self.processes is not None:
+            return await self.processes.run(
+                handler, context, claim.raw_payload, timeout, self.max_result_bytes
+            )
         if handler.is_async:
             return await self._run_async(handler, context, payload, timeout)
         return await self._run_in_thread(handler, context, payload, timeout)
@@ -137,6 +171,13 @@ class Runner:
     ) -> Outcome:
         try:
             result = await _with_timeout(handler.function(context, payload), timeout)
+        except asyncio.CancelledError:
+            if not context.cancelled:
+                raise  # the worker is shutting down: the job is handed back
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):
+                task.uncancel()
+            return Outcome(False, cancelled=True)
         except _Expired:
             error = JobTimeoutError(f"{handler.name} did not finish within {timeout:g}s")
             return _failed(AttemptCause.TIMEOUT, error, with_traceback=False)

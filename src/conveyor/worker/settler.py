@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -98,6 +97,24 @@ class Settler:
             log.warning("job %s finished after its lock was lost; it was not acknowledged",
                         job_id.decode())  # fmt: skip
 
+    async def cancelled(self, claim: Claim) -> None:
+        """Record that a job was stopped because someone cancelled it."""
+        held = self.held.get(claim.queue, {})
+        if held.get(claim.id) == claim.token:
+            del held[claim.id]
+        keys, options = self.queues[claim.queue]
+        call = calls.finish_cancelled(keys, options, claim)
+        while True:
+            try:
+                (recorded,) = await self.transport.execute([call])
+                break
+            except ServerUnavailable as exc:
+                log.warning("could not record the cancellation of job %s, retrying: %s",
+                            claim.id, exc)  # fmt: skip
+                await asyncio.sleep(self.retry_pause())
+        if not recorded:
+            log.warning("job %s was cancelled after its lock was lost; not recorded", claim.id)
+
     def decision(self, claim: Claim, outcome: Outcome) -> Decision:
         """Retry or bury: the pure rules of :mod:`conveyor.retry`, with this job's settings."""
         handler = self.handlers.get(claim.name)
@@ -121,7 +138,8 @@ class Settler:
             error=outcome.error_info(),
             worker=claim.previous_worker if stalled else self.worker_id,
             started_at=(claim.previous_started_ms if stalled else claim.started_ms) / 1000,
-            ended_at=claim.started_ms / 1000 if stalled else time.time(),
+            # On the server's clock, like started_at: this worker's own clock may be off.
+            ended_at=claim.started_ms / 1000 + (0.0 if stalled else outcome.duration),
         )
         keys, options = self.queues[claim.queue]
         held = self.held.get(claim.queue, {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import inspect
 import logging
 import os
@@ -31,9 +32,10 @@ from conveyor.transport import AsyncTransport
 from conveyor.worker import calls
 from conveyor.worker.calls import Claim
 from conveyor.worker.fetcher import Fetcher
-from conveyor.worker.handlers import Handler, HandlerFunction, make_handler
+from conveyor.worker.handlers import Handler, HandlerFunction, check_process_handler, make_handler
 from conveyor.worker.locks import LockKeeper
 from conveyor.worker.options import WorkerOptions
+from conveyor.worker.processes import ProcessPool
 from conveyor.worker.reporter import Reporter
 from conveyor.worker.runner import Outcome, Runner
 from conveyor.worker.settler import Settler
@@ -90,6 +92,11 @@ class Worker:
         """Register a handler; a second handler for the same name is an error."""
         if handler.name in self.handlers:
             raise ValueError(f"a handler for {handler.name!r} is already registered")
+        if handler.process is None:  # the worker's choice: plain defs, if process_handlers
+            process = self.options.process_handlers and not handler.is_async
+            if process:
+                check_process_handler(handler.function)
+            handler = dataclasses.replace(handler, process=process)
         self.handlers[handler.name] = handler
 
     def handler(
@@ -101,16 +108,19 @@ class Worker:
         timeout: float | None = None,
         backoff: Backoff | BackoffFunction | None = None,
         permanent: tuple[type[BaseException], ...] = (),
+        process: bool | None = None,
     ) -> Any:
         """Decorator registering ``function(ctx, payload)`` as the handler of job ``name``.
 
         ``timeout``, ``backoff`` and ``permanent`` (exception types that are never retried)
         are the handler's defaults; a job's own settings at enqueue take precedence.
+        ``process=True`` runs a plain ``def`` in a child process, killed at its timeout
+        (``None``: as ``WorkerOptions.process_handlers`` says); see docs/processes.md.
         """
 
         def register(fn: HandlerFunction) -> HandlerFunction:
             self.add_handler(make_handler(fn, name, timeout=timeout, backoff=backoff,
-                                          permanent=permanent))  # fmt: skip
+                                          permanent=permanent, process=process))  # fmt: skip
             return fn
 
         return register(function) if function is not None else register
@@ -215,14 +225,18 @@ class _Session:
             worker.handlers, self.pool, worker.id, worker.queue_options.timeout,
             worker.queue_options.max_result_bytes, self.reporter,
         )  # fmt: skip
+        self.processes = ProcessPool.for_handlers(self.options, worker.handlers.values())
+        self.runner.processes = self.processes
         self.settler = Settler(
             transport, queue_settings, self.held, worker.handlers, worker.id,
             self.options.max_stalls, self._retry_pause, self._on_dead,
         )  # fmt: skip
         self.locks = LockKeeper(url, worker.queues, self.held, worker.id, self.options,
-                                self._on_lost_threadsafe, self._describe)  # fmt: skip
+                                self._on_lost_threadsafe, self._describe,
+                                self._on_cancel_threadsafe)  # fmt: skip
         self.started_at = time.time()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.stopping = asyncio.Event()
         self._outage_pause = 0.1
         self._recoveries = 0
 
@@ -234,6 +248,16 @@ class _Session:
         loop = self.worker._loop
         assert loop is not None
         loop.call_soon_threadsafe(self._on_lost, queue, lost)
+
+    def _on_cancel_threadsafe(self, queue: str, job_ids: list[str]) -> None:
+        loop = self.worker._loop
+        assert loop is not None
+        loop.call_soon_threadsafe(self._on_cancel, queue, job_ids)
+
+    def _on_cancel(self, queue: str, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            if self.runner.cancel(queue, job_id):
+                log.info("job %s was cancelled; stopping it", job_id)
 
     def _on_lost(self, queue: str, lost: list[tuple[str, str]]) -> None:
         held = self.held[queue]
@@ -278,7 +302,9 @@ class _Session:
             self.slots.give()
         try:
             await self.reporter.settle(claim.queue, claim.id)  # reports land before the ack
-            if outcome.ok:
+            if outcome.cancelled:
+                await self.settler.cancelled(claim)
+            elif outcome.ok:
                 self.settler.complete(claim, outcome.result, outcome.duration)
             else:
                 await self.settler.fail(claim, outcome)
@@ -288,8 +314,8 @@ class _Session:
     async def _maintain(self) -> None:
         """Every check interval: recover stalled jobs and route dead ones, for each queue."""
         interval = self.options.stall_check_interval
-        await asyncio.sleep(random.uniform(0, interval))  # spread the checks of many workers
-        while True:
+        pause = random.uniform(0, interval)  # spread the checks of many workers
+        while not await self._stopped_within(pause):
             for keys in self.worker.queues:
                 try:
                     await self._recover_stalled(keys)
@@ -299,7 +325,15 @@ class _Session:
                         )
                 except ServerUnavailable:
                     pass  # the fetchers report outages
-            await asyncio.sleep(interval)
+            pause = interval
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; True as soon as the worker is stopping."""
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
 
     async def _recover_stalled(self, keys: QueueKeys) -> None:
         self._recoveries += 1
@@ -336,9 +370,11 @@ class _Session:
     async def run(self, wake: asyncio.Event) -> None:
         await self._register()
         self.locks.start()
+        if self.processes is not None:
+            self.processes.start()
         fetchers = [
             Fetcher(self.transport, keys, self.worker.queue_options, self.options,
-                    self.worker.id, self.slots, self.dispatch, self._retry_pause)
+                    self.worker.id, self.slots, self.dispatch, self._retry_pause, self.stopping)
             for keys in self.worker.queues
         ]  # fmt: skip
         background = [asyncio.create_task(f.run()) for f in fetchers]
@@ -352,9 +388,11 @@ class _Session:
         try:
             await wake.wait()
         finally:
+            self.stopping.set()
             for task in background:
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            # The loops also watch `stopping`, so they end even if a cancellation is lost.
+            await asyncio.wait(background, timeout=self.options.idle_block + 5)
             await self._shutdown(wake)
 
     async def _shutdown(self, wake: asyncio.Event) -> None:
@@ -375,6 +413,8 @@ class _Session:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.processes is not None:  # before the hand-back: no child still runs a job
+            await self.processes.close()
         await self.reporter.flush()
         await self.settler.flush()
         await self._hand_back()
