@@ -22,7 +22,7 @@ from conveyor.errors import (
 from conveyor.events import Event
 from conveyor.job import Attempt, AttemptCause, DeadReason, Durability, ErrorInfo, Job, JobState
 from conveyor.metrics import MinuteStats, QueueMetrics, WorkerInfo
-from conveyor.ops import Counts, Dedup, Durable, JobSpec, QueueOptions
+from conveyor.ops import Counts, Dedup, Durable, JobSpec, Limits, QueueOptions
 from conveyor.queue import Queue
 from conveyor.retry import Exponential, Fixed, Immediate
 from conveyor.sync_queue import SyncQueue
@@ -58,6 +58,7 @@ __all__ = [
     "JobSpec",
     "JobState",
     "JobStateError",
+    "Limits",
     "MinuteStats",
     "NotDurableError",
     "PayloadError",

@@ -334,9 +334,7 @@ def cancel(keys: QueueKeys, options: QueueOptions, job_id: str) -> Op[str | None
     return reply.decode() if reply else None
 
 
-def set_priority(
-    keys: QueueKeys, options: QueueOptions, job_id: str, priority: int
-) -> Op[bool]:
+def set_priority(keys: QueueKeys, options: QueueOptions, job_id: str, priority: int) -> Op[bool]:
     """Change the priority of a waiting or delayed job; ``False`` if there is no such job."""
     band = priority_band(priority)
     (reply,) = yield [call("reprioritize", keys, options.events_maxlen, job_id, band, priority)]
@@ -347,6 +345,53 @@ def reschedule(keys: QueueKeys, options: QueueOptions, job_id: str, delay: float
     """Make a waiting or delayed job due ``delay`` seconds from now (0: run it now)."""
     (reply,) = yield [call("reschedule", keys, options.events_maxlen, job_id, _ms(delay))]
     return bool(reply)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Queue-wide flow control, enforced by the server when workers fetch.
+
+    ``concurrency``: at most this many jobs active at once, across all workers.
+    ``rate``: at most ``rate[0]`` jobs started per ``rate[1]`` seconds, across all workers.
+    """
+
+    concurrency: int | None = None
+    rate: tuple[int, float] | None = None
+
+
+def set_limits(keys: QueueKeys, limits: Limits) -> Op[None]:
+    """Store the queue's limits (``None`` fields remove a limit) and wake the workers."""
+    meta = keys.key("meta")
+    calls: list[Call] = []
+    if limits.concurrency is None:
+        calls.append(Command(("HDEL", meta, "concurrency_max")))
+    elif limits.concurrency < 1:
+        raise ValueError("a concurrency limit must be at least 1")
+    else:
+        calls.append(Command(("HSET", meta, "concurrency_max", limits.concurrency)))
+    if limits.rate is None:
+        calls.append(Command(("HDEL", meta, "rate_max", "rate_period_ms")))
+    else:
+        jobs, seconds = limits.rate
+        if jobs < 1 or seconds <= 0:
+            raise ValueError("a rate limit needs at least 1 job per a positive period")
+        calls.append(Command(("HSET", meta, "rate_max", jobs, "rate_period_ms", _ms(seconds))))
+    calls += [
+        Command(("LPUSH", keys.key("marker"), 1)),
+        Command(("LTRIM", keys.key("marker"), 0, 0)),
+    ]
+    yield calls
+
+
+def get_limits(keys: QueueKeys) -> Op[Limits]:
+    """The queue's limits."""
+    (reply,) = yield [Command(("HMGET", keys.key("meta"), "concurrency_max", "rate_max",
+                               "rate_period_ms"))]  # fmt: skip
+    concurrency, rate_max, period = reply
+    return Limits(
+        int(concurrency) if concurrency else None,
+        (int(rate_max), int(period) / 1000) if rate_max else None,
+    )
 
 
 def pause(keys: QueueKeys, options: QueueOptions) -> Op[None]:

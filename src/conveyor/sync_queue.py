@@ -16,7 +16,7 @@ from conveyor.sync_dead_letters import SyncDeadLetters
 from conveyor.events import Event, last_event_id, read_events
 from conveyor.job import Job, JobState
 from conveyor.metrics import QueueMetrics, queue_metrics
-from conveyor.ops import Counts, Dedup, Durable, JobSpec, QueueOptions
+from conveyor.ops import Counts, Dedup, Durable, JobSpec, Limits, QueueOptions
 from conveyor.retry import Backoff
 from conveyor.transport import SyncTransport
 
@@ -137,6 +137,14 @@ class SyncQueue(QueueBase):
     def promote(self, job_id: str) -> bool:
         """Run a delayed job now."""
         return self.reschedule(job_id, 0)
+
+    def set_limits(self, limits: Limits) -> None:
+        """Set queue-wide concurrency and rate limits (enforced by the server at fetch)."""
+        self._run(ops.set_limits(self.keys, limits))
+
+    def limits(self) -> Limits:
+        """The queue's current limits."""
+        return self._run(ops.get_limits(self.keys))
 
     def pause(self) -> None:
         """Stop workers from starting new jobs of this queue (nothing is lost)."""

@@ -1,6 +1,6 @@
 --[[
 complete: acknowledge finished jobs; a job whose lock token no longer matches is refused.
-KEYS: meta active completed events metrics job
+KEYS: meta active completed events metrics marker job
 ARGV: #events_maxlen #keep_count #keep_age_ms #metrics_ttl_ms ...jobs
   jobs: 4 values per job: id token result (JSON) duration_bucket. A job's own options may
   say keep_ms. Completions are counted in the per-minute metrics.
@@ -36,5 +36,8 @@ for i = jobs_start, #ARGV, 4 do
   end
 end
 count_metrics(meta_key, metrics_key, now, metrics_ttl_ms, 'completed', done, buckets)
+if done > 0 and redis.call('HEXISTS', meta_key, 'concurrency_max') == 1 then
+  wake(marker_key)  -- a worker held back by the concurrency limit may start a job now
+end
 trim_finished(completed_key, job_key, now, keep_count)
 return refused

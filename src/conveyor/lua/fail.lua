@@ -48,6 +48,7 @@ redis.call('HSET', job, 'state', 'dead', 'reason', reason, 'finished_ms', now)
 redis.call('ZADD', dead_key, int(now + dead_keep_age_ms), id)
 emit(events_key, events_maxlen, 'dead', id, 'reason', reason)
 count_metrics(meta_key, metrics_key, now, metrics_ttl_ms, 'dead', 1, {})
+if redis.call('HEXISTS', meta_key, 'concurrency_max') == 1 then wake(marker_key) end
 if route == 1 then redis.call('RPUSH', dead_outbox_key, id) end
 trim_finished(dead_key, job_key, now, dead_keep_count)
 return 'dead'

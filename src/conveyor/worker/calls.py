@@ -72,7 +72,10 @@ class Fetched:
 
     claims: list[Claim]
     paused: bool
-    next_delayed_ms: int  # -1 when nothing is delayed
+    #: How long to wait before fetching again: until the next delayed job is due, or until
+    #: a limit lets a job start (-1: nothing known; wait for a wake-up or the idle timeout).
+    wait_ms: int
+    limited: bool = False
 
 
 def fetch(
@@ -85,8 +88,9 @@ def fetch(
 
 
 def parse_fetch(queue: str, reply: Sequence[Any]) -> Fetched:
-    status, now, next_delayed = reply[0], int(reply[1]), int(reply[2])
-    return Fetched(_claims(queue, now, reply[3:]), status == b"paused", next_delayed)
+    status, now, wait_ms = reply[0], int(reply[1]), int(reply[2])
+    return Fetched(_claims(queue, now, reply[3:]), status == b"paused", wait_ms,
+                   status == b"limited")  # fmt: skip
 
 
 def complete(
@@ -134,6 +138,14 @@ def finish_cancelled(keys: QueueKeys, options: QueueOptions, claim: Claim) -> Sc
         "finish_cancelled", keys, options.events_maxlen, options.completed_keep_count,
         round(options.completed_keep_age * 1000), claim.id, claim.token,
     )  # fmt: skip
+
+
+def rate_limited(
+    keys: QueueKeys, options: QueueOptions, claim: Claim, seconds: float
+) -> ScriptCall:
+    """Throttle the queue and hand the job back without spending an attempt."""
+    return call("rate_limited", keys, options.events_maxlen, max(1, round(seconds * 1000)),
+                claim.id, claim.token)  # fmt: skip
 
 
 def release(keys: QueueKeys, options: QueueOptions, held: Iterable[tuple[str, str]]) -> ScriptCall:

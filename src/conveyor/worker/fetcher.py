@@ -87,8 +87,8 @@ class Fetcher:
 
     async def _wait_for_work(self, fetched: Fetched) -> None:
         timeout = self.options.idle_block
-        if fetched.next_delayed_ms >= 0:
-            timeout = min(timeout, fetched.next_delayed_ms / 1000)
+        if fetched.wait_ms >= 0:
+            timeout = min(timeout, fetched.wait_ms / 1000)
         if timeout <= 0.001:
             return
         # Race the blocking read against the stop signal: a cancellation alone can be lost

@@ -97,6 +97,23 @@ class Settler:
             log.warning("job %s finished after its lock was lost; it was not acknowledged",
                         job_id.decode())  # fmt: skip
 
+    async def rate_limited(self, claim: Claim, seconds: float) -> None:
+        """Throttle the whole queue and hand this job back without spending an attempt."""
+        held = self.held.get(claim.queue, {})
+        if held.get(claim.id) == claim.token:
+            del held[claim.id]
+        keys, options = self.queues[claim.queue]
+        call = calls.rate_limited(keys, options, claim, seconds)
+        while True:
+            try:
+                await self.transport.execute([call])
+                break
+            except ServerUnavailable as exc:
+                log.warning("could not hand back job %s, retrying: %s", claim.id, exc)
+                await asyncio.sleep(self.retry_pause())
+        log.warning("queue %s is rate limited for %.1fs (asked by job %s)", claim.queue,
+                    seconds, claim.id)  # fmt: skip
+
     async def cancelled(self, claim: Claim) -> None:
         """Record that a job was stopped because someone cancelled it."""
         held = self.held.get(claim.queue, {})

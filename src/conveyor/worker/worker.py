@@ -22,7 +22,7 @@ import msgspec
 import redis.asyncio
 
 from conveyor import connection, defaults, dlq_ops, ops
-from conveyor.errors import ServerUnavailable, UnsafeServerError
+from conveyor.errors import RateLimited, ServerUnavailable, UnsafeServerError
 from conveyor.health import server_safety
 from conveyor.job import AttemptCause, Job
 from conveyor.keys import QueueKeys
@@ -304,6 +304,8 @@ class _Session:
             await self.reporter.settle(claim.queue, claim.id)  # reports land before the ack
             if outcome.cancelled:
                 await self.settler.cancelled(claim)
+            elif isinstance(outcome.error, RateLimited):
+                await self.settler.rate_limited(claim, outcome.error.seconds)
             elif outcome.ok:
                 self.settler.complete(claim, outcome.result, outcome.duration)
             else:
