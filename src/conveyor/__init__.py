@@ -25,6 +25,7 @@ from conveyor.metrics import MinuteStats, QueueMetrics, WorkerInfo
 from conveyor.ops import Counts, Dedup, Durable, JobSpec, Limits, QueueOptions
 from conveyor.queue import Queue
 from conveyor.retry import Exponential, Fixed, Immediate
+from conveyor.schedules import Schedule, ScheduleEntry
 from conveyor.sync_queue import SyncQueue
 from conveyor.worker import Handler, JobContext, Worker, WorkerOptions
 
@@ -70,6 +71,8 @@ __all__ = [
     "RateLimited",
     "ResultTimeout",
     "RetryLater",
+    "Schedule",
+    "ScheduleEntry",
     "ServerUnavailable",
     "SyncQueue",
     "UnsafeServerError",

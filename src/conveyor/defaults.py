@@ -37,6 +37,7 @@ FETCH_BATCH = 100  # most jobs taken by one fetch call
 LOCK_TTL = 10.0  # a lock not renewed for this long marks its job stalled
 LOCK_RENEW_INTERVAL = LOCK_TTL / 3
 STALL_CHECK_INTERVAL = 5.0  # killed worker's jobs recovered within LOCK_TTL + this
+SCHEDULE_CHECK_INTERVAL = 1.0  # how often workers look for schedule ticks that are due
 MAX_STALLS = 3  # more stalls than this and the job is dead ("too_many_stalls")
 IDLE_BLOCK = 5.0  # longest a blocked fetch waits before looking again
 SHUTDOWN_GRACE = 30.0

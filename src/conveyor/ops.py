@@ -166,7 +166,8 @@ def _ms(seconds: float | None) -> int:
     return 0 if seconds is None else max(0, round(seconds * 1000))
 
 
-def _job_args(spec: JobSpec, options: QueueOptions) -> tuple[list[Any], Job]:
+def job_args(spec: JobSpec, options: QueueOptions) -> tuple[list[Any], Job]:
+    """The enqueue script's values for one job, and the job as it will be stored."""
     if not spec.name:
         raise ValueError("a job needs a name")
     payload = codec.encode(spec.payload, limit=options.max_payload_bytes)
@@ -218,8 +219,8 @@ def enqueue_many(
     args: list[Any] = []
     drafts: list[Job] = []
     for spec in specs:
-        job_args, draft = _job_args(spec, options)
-        args.extend(job_args)
+        values, draft = job_args(spec, options)
+        args.extend(values)
         drafts.append(msgspec.structs.replace(draft, queue=keys.queue))
     if not drafts:
         return []

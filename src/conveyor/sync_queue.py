@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from conveyor import connection, defaults, ops, results
+from conveyor import connection, defaults, ops, results, schedules
 from conveyor._queue_base import QueueBase
 from conveyor.sync_dead_letters import SyncDeadLetters
 from conveyor.events import Event, last_event_id, read_events
@@ -18,6 +18,7 @@ from conveyor.job import Job, JobState
 from conveyor.metrics import QueueMetrics, queue_metrics
 from conveyor.ops import Counts, Dedup, Durable, JobSpec, Limits, QueueOptions
 from conveyor.retry import Backoff
+from conveyor.schedules import Schedule, ScheduleEntry
 from conveyor.transport import SyncTransport
 
 T = TypeVar("T")
@@ -137,6 +138,18 @@ class SyncQueue(QueueBase):
     def promote(self, job_id: str) -> bool:
         """Run a delayed job now."""
         return self.reschedule(job_id, 0)
+
+    def schedule(self, schedule: Schedule) -> float:
+        """Create or replace (by id) a schedule; returns its next run time (Unix time)."""
+        return self._run(schedules.upsert(self.keys, schedule))
+
+    def unschedule(self, schedule_id: str) -> bool:
+        """Remove a schedule; ``False`` if there was none."""
+        return self._run(schedules.remove(self.keys, schedule_id))
+
+    def schedules(self) -> list[ScheduleEntry]:
+        """Every schedule of this queue, with its next run time."""
+        return self._run(schedules.entries(self.keys))
 
     def set_limits(self, limits: Limits) -> None:
         """Set queue-wide concurrency and rate limits (enforced by the server at fetch)."""

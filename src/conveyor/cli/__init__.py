@@ -18,6 +18,7 @@ from conveyor.cli.events import events
 from conveyor.cli.exporter import metrics
 from conveyor.cli.jobs import job, jobs
 from conveyor.cli.manage import drain, pause, resume
+from conveyor.cli.schedule import schedule
 from conveyor.cli.server import server
 from conveyor.cli.status import status
 from conveyor.cli.worker import worker
@@ -43,7 +44,7 @@ def main() -> None:
     """
 
 
-_COMMANDS = (worker, enqueue, status, jobs, job, events, pause, resume, drain, dlq, metrics,
-             server, demo)  # fmt: skip
+_COMMANDS = (worker, enqueue, status, jobs, job, events, pause, resume, drain, dlq, schedule,
+             metrics, server, demo)  # fmt: skip
 for _command in _COMMANDS:
     main.add_command(_command)

@@ -16,6 +16,7 @@ class WorkerOptions:
     lock_ttl: float = defaults.LOCK_TTL
     lock_renew_interval: float = defaults.LOCK_RENEW_INTERVAL
     stall_check_interval: float = defaults.STALL_CHECK_INTERVAL
+    schedule_check_interval: float = defaults.SCHEDULE_CHECK_INTERVAL
     max_stalls: int = defaults.MAX_STALLS
     idle_block: float = defaults.IDLE_BLOCK
     shutdown_grace: float = defaults.SHUTDOWN_GRACE

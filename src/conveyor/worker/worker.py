@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import redis.asyncio
 
-from conveyor import connection, defaults, dlq_ops, ops
+from conveyor import connection, defaults, dlq_ops, ops, schedules
 from conveyor.errors import RateLimited, ServerUnavailable, UnsafeServerError
 from conveyor.health import server_safety
 from conveyor.job import AttemptCause, Job
@@ -329,6 +329,19 @@ class _Session:
                     pass  # the fetchers report outages
             pause = interval
 
+    async def _fire_schedules(self) -> None:
+        """Every schedule check interval: make the jobs of the schedule ticks that are due."""
+        while not await self._stopped_within(self.options.schedule_check_interval):
+            for keys in self.worker.queues:
+                try:
+                    made = await self.transport.run(
+                        schedules.fire_due(keys, self.worker.queue_options)
+                    )
+                except ServerUnavailable:
+                    continue  # the fetchers report outages
+                if made:
+                    log.info("queue %s: %d scheduled jobs enqueued", keys.queue, made)
+
     async def _stopped_within(self, seconds: float) -> bool:
         """Wait up to ``seconds``; True as soon as the worker is stopping."""
         try:
@@ -381,6 +394,7 @@ class _Session:
         ]  # fmt: skip
         background = [asyncio.create_task(f.run()) for f in fetchers]
         background.append(asyncio.create_task(self._maintain()))
+        background.append(asyncio.create_task(self._fire_schedules()))
         log.info(
             "worker %s serving %s (concurrency %d)",
             self.worker.id,
