@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from conveyor import __version__
+from conveyor.cli.dashboard import dashboard
 from conveyor.cli.demo import demo
 from conveyor.cli.dlq import dlq
 from conveyor.cli.enqueue import enqueue
@@ -45,6 +46,6 @@ def main() -> None:
 
 
 _COMMANDS = (worker, enqueue, status, jobs, job, events, pause, resume, drain, dlq, schedule,
-             metrics, server, demo)  # fmt: skip
+             metrics, dashboard, server, demo)  # fmt: skip
 for _command in _COMMANDS:
     main.add_command(_command)

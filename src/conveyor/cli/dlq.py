@@ -30,6 +30,7 @@ from conveyor import dlq_ops
 from conveyor.cli.common import json_option, open_queue, queue_argument, url_option
 from conveyor.cli.render import echo_json, job_builtins, timestamp
 from conveyor.dlq_ops import BulkResult, DeadFilter
+from conveyor.durations import parse_duration
 from conveyor.errors import ConveyorError, JobStateError
 from conveyor.job import DeadReason, Job, JobState
 from conveyor.keys import validate_queue_name
@@ -67,15 +68,7 @@ def dlq() -> None:
 
 # --- parsing times and selections ------------------------------------------------------
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
-
-
-def _seconds(text: str) -> float | None:
-    """``90s``, ``30m``, ``2h``, ``7d``, ``1w``, ``1h30m`` in seconds; ``None`` if not one."""
-    if not _DURATION.fullmatch(text):
-        return None
-    return sum(float(n) * _UNITS[unit] for n, unit in re.findall(r"([\d.]+)([smhdw])", text))
+_seconds = parse_duration
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:

@@ -1,0 +1,179 @@
+"""The HTML pages: overview, a queue's jobs, one job, a dead-letter set, workers, login."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from conveyor.dashboard import present
+from conveyor.dashboard.auth import authenticate, route_path, same_secret, set_session
+from conveyor.dashboard.backend import CHART_WINDOW
+from conveyor.dashboard.chart import throughput_svg
+from conveyor.dashboard.context import Dashboard
+from conveyor.job import Job, JobState
+from conveyor.metrics import QueueMetrics
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+
+
+def int_param(request: Request, name: str, default: int, high: int = 10**12) -> int:
+    """A non-negative integer query parameter (400 if it is not one)."""
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HTTPException(400, f"{name} must be an integer") from None
+    if value < 0:
+        raise HTTPException(400, f"{name} must be >= 0")
+    return min(value, high)
+
+
+def state_param(request: Request, default: str = "waiting") -> JobState:
+    """The ``state`` query parameter (400 if it is not a state)."""
+    try:
+        return JobState(request.query_params.get("state") or default)
+    except ValueError:
+        states = ", ".join(s.value for s in JobState)
+        raise HTTPException(400, f"state must be one of {states}") from None
+
+
+class Pages:
+    """The GET pages of one dashboard."""
+
+    def __init__(self, dash: Dashboard) -> None:
+        self.dash = dash
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.overview, name="overview"),
+            Route("/charts", self.charts, name="charts"),
+            Route("/workers", self.workers, name="workers"),
+            Route("/login", self.login, methods=["GET", "POST"], name="login"),
+            Route("/queues/{queue}", self.queue, name="queue"),
+            Route("/queues/{queue}/rows", self.queue_rows, name="queue_rows"),
+            Route("/queues/{queue}/dlq", self.dlq, name="dlq"),
+            Route("/queues/{queue}/dlq/rows", self.dlq_rows, name="dlq_rows"),
+            Route("/queues/{queue}/jobs/{job_id:path}", self.job, name="job"),
+        ]
+
+    async def overview(self, request: Request) -> Response:
+        snapshots = await self.dash.backend.all_metrics(CHART_WINDOW)
+        return self.dash.render(request, "overview.html", snapshots=snapshots,
+                                charts=self._charts(snapshots))  # fmt: skip
+
+    async def charts(self, request: Request) -> Response:
+        snapshots = await self.dash.backend.all_metrics(CHART_WINDOW)
+        return self.dash.render(request, "_charts.html", charts=self._charts(snapshots))
+
+    @staticmethod
+    def _charts(snapshots: list[QueueMetrics]) -> list[dict[str, object]]:
+        return [
+            {"queue": m.queue, "svg": throughput_svg(m.minutes, f"{m.queue} throughput"),
+             "completed": sum(m.per_minute("completed")), "failed": sum(m.per_minute("failed"))}
+            for m in snapshots
+        ]  # fmt: skip
+
+    async def workers(self, request: Request) -> Response:
+        workers = await self.dash.backend.workers()
+        return self.dash.render(request, "workers.html", workers=workers)
+
+    async def queue(self, request: Request) -> Response:
+        name = request.path_params["queue"]
+        queue = await self.dash.backend.queue(name)
+        wanted = request.query_params.get("id", "").strip()
+        missing = ""
+        if wanted:
+            if await queue.get_job(wanted) is not None:
+                return RedirectResponse(self.dash.path(request, "job", queue=name, job_id=wanted),
+                                        status_code=303)  # fmt: skip
+            missing = wanted
+        context = await self._rows_context(request, name)
+        counts = await queue.counts()
+        return self.dash.render(request, "queue.html", counts=counts, missing=missing, **context)
+
+    async def queue_rows(self, request: Request) -> Response:
+        context = await self._rows_context(request, request.path_params["queue"])
+        return self.dash.render(request, "_job_rows.html", **context)
+
+    async def _rows_context(self, request: Request, name: str) -> dict[str, Any]:
+        state = state_param(request)
+        cursor = int_param(request, "cursor", 0)
+        limit = int_param(request, "limit", PAGE_SIZE, MAX_PAGE_SIZE) or PAGE_SIZE
+        job_name = request.query_params.get("name", "").strip()
+        page = await self.dash.backend.jobs_page(name, state, cursor, limit, job_name)
+        return {"queue": name, "state": state.value, "page": page, "cursor": cursor,
+                "limit": limit, "job_name": job_name}  # fmt: skip
+
+    async def job(self, request: Request) -> Response:
+        name, job_id = request.path_params["queue"], request.path_params["job_id"]
+        job, events = await self.dash.backend.job(name, job_id)
+        if job is None:
+            raise HTTPException(404, f"no job {job_id!r} in queue {name!r}")
+        return self.dash.render(request, "job.html", queue=name, job=job, events=events)
+
+    async def dlq(self, request: Request) -> Response:
+        context = await self._dead_context(request)
+        counts = await (await self.dash.backend.queue(context["queue"])).counts()
+        done = request.query_params.get("done", "")
+        count = int_param(request, "count", 0)
+        return self.dash.render(request, "dlq.html", counts=counts, done=done, count=count,
+                                **context)  # fmt: skip
+
+    async def dlq_rows(self, request: Request) -> Response:
+        return self.dash.render(request, "_dead_rows.html", **await self._dead_context(request))
+
+    async def _dead_context(self, request: Request) -> dict[str, Any]:
+        name = request.path_params["queue"]
+        queue = await self.dash.backend.queue(name)
+        params = present.filter_params(request.query_params)
+        cursor = int_param(request, "cursor", 0)
+        limit = int_param(request, "limit", PAGE_SIZE, MAX_PAGE_SIZE) or PAGE_SIZE
+        error = ""
+        jobs: list[Job] = []
+        next_cursor: int | None = None
+        try:
+            where = present.dead_filter(params)
+        except ValueError as exc:
+            error = str(exc)
+        else:
+            page = await queue.dead_letters.list(where, cursor=cursor, limit=limit)
+            jobs, next_cursor = page.jobs, page.cursor
+        return {"queue": name, "filters": params, "jobs": jobs, "cursor": cursor,
+                "next_cursor": next_cursor, "limit": limit, "filter_error": error}  # fmt: skip
+
+    async def login(self, request: Request) -> Response:
+        auth = self.dash.settings.auth
+        given, next_path = "", "/"
+        if request.method == "POST":
+            form = await request.form()
+            token, wanted = form.get("token"), form.get("next")
+            given = token if isinstance(token, str) else ""
+            if isinstance(wanted, str) and wanted.startswith("/") and "//" not in wanted \
+                    and "\\" not in wanted:  # fmt: skip
+                next_path = wanted
+        home = request.scope.get("root_path", "") + next_path
+        if not auth.required or authenticate(auth, request) is not None:
+            return RedirectResponse(home, status_code=303)
+        if given and auth.token and same_secret(given, auth.token):
+            response = RedirectResponse(home, status_code=303)
+            set_session(response, auth, request)
+            return response
+        return self.login_page(request, failed=bool(given), status=401 if given else 200)
+
+    def login_page(self, request: Request, failed: bool = False, status: int = 401) -> Response:
+        """The login form (also the answer to any page request without credentials)."""
+        next_path = route_path(request.scope)
+        if next_path == "/login":
+            next_path = "/"
+        elif request.url.query:
+            next_path += "?" + request.url.query
+        return self.dash.render(request, "login.html", status=status, failed=failed,
+                                token_login=bool(self.dash.settings.auth.token),
+                                next_path=next_path)  # fmt: skip

@@ -1,0 +1,41 @@
+"""Pure pieces of the dashboard, without a server: the chart, times and ages, filters."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conveyor.dashboard import present
+from conveyor.dashboard.chart import throughput_svg
+from conveyor.metrics import MinuteStats
+
+
+def test_throughput_chart_is_plain_svg() -> None:
+    minutes = [MinuteStats(m, completed=m % 5, failed=int(m == 3), dead=0) for m in range(180)]
+    svg = str(throughput_svg(minutes, "emails <&> throughput"))
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert "4/min" in svg and "3h ago" in svg and "now" in svg
+    assert "emails &lt;&amp;&gt; throughput" in svg and "<&>" not in svg
+    assert 'aria-label="emails &lt;&amp;&gt; throughput: 360 completed"' in svg
+    assert "style=" not in svg  # the content security policy forbids inline styles
+    empty = str(throughput_svg([]))
+    assert "1/min" in empty and "0m ago" in empty
+
+
+def test_ages_times_and_filters() -> None:
+    assert [present.age(s) for s in (None, 5, 61, 7200, 90000)] == ["—", "5s", "1m", "2h", "1d"]
+    assert present.when(0) == "1970-01-01 00:00:00" and present.when(None) == ""
+    assert present.parse_when("") is None
+    assert abs((present.parse_when("2h") or 0) - (time.time() - 7200)) < 5
+    assert present.parse_when("1970-01-01T00:01") == 60.0  # naive means UTC
+    assert present.parse_when("1970-01-01T01:00+01:00") == 0.0
+    with pytest.raises(ValueError, match="neither"):
+        present.parse_when("soon")
+    params = present.filter_params({"reason": "killed", "name": " ", "since": "1h", "x": "y"})
+    assert params == {"reason": "killed", "since": "1h"}
+    assert present.dead_filter(params).reason == "killed"
+    with pytest.raises(ValueError):
+        present.dead_filter({"reason": "bored"})
+    assert present.pretty(b'{"a":[1]}') == '{\n  "a": [\n    1\n  ]\n}'
+    assert present.pretty(b"not json") == "not json"
