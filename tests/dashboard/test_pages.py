@@ -147,3 +147,15 @@ def test_bad_input_gets_a_page_not_a_traceback(
     bad_filter = client.get(f"{base}/dlq", params={"since": "soon"})
     assert bad_filter.status_code == 200 and "neither a time" in bad_filter.text
     assert client.get(f"{base}/jobs/missing").status_code == 404
+
+
+def test_the_queue_page_lists_schedules_with_their_next_run(
+    client: TestClient, sync_queue: conveyor.SyncQueue
+) -> None:
+    sync_queue.schedule(conveyor.Schedule(id="nightly-<b>", name="cleanup", cron="0 3 * * *",
+                                          timezone="Europe/Paris"))  # fmt: skip
+    (entry,) = sync_queue.schedules()
+    page = client.get(f"/queues/{sync_queue.name}")
+    assert page.status_code == 200
+    assert "nightly-&lt;b&gt;" in page.text and "0 3 * * *" in page.text
+    assert "Europe/Paris" in page.text and entry.next_run is not None

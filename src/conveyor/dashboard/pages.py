@@ -96,7 +96,9 @@ class Pages:
             missing = wanted
         context = await self._rows_context(request, name)
         counts = await queue.counts()
-        return self.dash.render(request, "queue.html", counts=counts, missing=missing, **context)
+        schedules = await queue.schedules()
+        return self.dash.render(request, "queue.html", counts=counts, missing=missing,
+                                schedules=schedules, **context)  # fmt: skip
 
     async def queue_rows(self, request: Request) -> Response:
         context = await self._rows_context(request, request.path_params["queue"])
