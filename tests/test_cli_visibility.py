@@ -56,6 +56,7 @@ def test_prometheus_endpoint_is_scraped_and_parsed(
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url, timeout=10)
         assert refused.value.code == 401
+        refused.value.close()  # an HTTPError holds the response (and its socket) open
         request = urllib.request.Request(url, headers={"Authorization": "Bearer s3cret"})
         with urllib.request.urlopen(request, timeout=10) as response:
             text = response.read().decode()

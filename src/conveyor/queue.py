@@ -60,7 +60,12 @@ class Queue(QueueBase):
         else:
             url = await asyncio.to_thread(connection.resolve_url, self._url)
             transport = AsyncTransport(connection.async_client(url), url)
-        await transport.run(ops.register_queue(self.name))
+        try:
+            await transport.run(ops.register_queue(self.name))
+        except BaseException:
+            if self._client is None:  # ours: do not leak a pool per failed attempt
+                await transport.close()
+            raise
         self._transport = transport
         return transport
 

@@ -60,7 +60,12 @@ class SyncQueue(QueueBase):
         else:
             url = connection.resolve_url(self._url)
             transport = SyncTransport(connection.sync_client(url), url)
-        transport.run(ops.register_queue(self.name))
+        try:
+            transport.run(ops.register_queue(self.name))
+        except BaseException:
+            if self._client is None:  # ours: do not leak a pool per failed attempt
+                transport.close()
+            raise
         self._transport = transport
         return transport
 

@@ -47,7 +47,7 @@ class Reporter:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._flusher: asyncio.Task[None] | None = None
 
     def progress(self, queue: str, job_id: str, token: str, value: Any) -> None:
         """Record the job's progress (a number or a small JSON value)."""
@@ -66,10 +66,8 @@ class Reporter:
 
     async def settle(self, queue: str, job_id: str) -> None:
         """Make sure what this job reported is stored (before it is acknowledged)."""
-        if (queue, job_id) in self._pending:
+        if (queue, job_id) in self._pending or self._flusher is not None:
             await self.flush()
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _entry(self, queue: str, job_id: str, token: str) -> _Pending:
         entry = self._pending.get((queue, job_id))
@@ -87,12 +85,24 @@ class Reporter:
     def _start_flush(self) -> None:
         with self._lock:
             self._scheduled = False
-        task = self.loop.create_task(self.flush())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if self._flusher is None:
+            self._flusher = self.loop.create_task(self._flush_all())
 
     async def flush(self) -> None:
-        """Send everything reported so far."""
+        """Send everything reported so far (one flusher at a time keeps reports in order)."""
+        if self._flusher is None:
+            self._flusher = self.loop.create_task(self._flush_all())
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+    async def _flush_all(self) -> None:
+        try:
+            while self._pending:
+                await self._send()
+        finally:
+            self._flusher = None
+
+    async def _send(self) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
         if not pending:
