@@ -46,12 +46,13 @@ class QueueBase:
         backoff: Backoff | None,
         retention: float | None,
         dedup: Dedup | None,
+        group: str | None,
         durable: Durable | None,
     ) -> ops.Op[list[Job]]:
         spec = JobSpec(
             name, payload, id=id, delay=delay, run_at=_timestamp(run_at), priority=priority,
             attempts=attempts, timeout=timeout, backoff=backoff, retention=retention,
-            dedup=dedup,
+            dedup=dedup, group=group,
         )  # fmt: skip
         return ops.enqueue_many(self.keys, [spec], self.options, durable)
 

@@ -99,6 +99,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     logs: tuple[str, ...] = ()
     history: tuple[Attempt, ...] = ()
     options: dict[str, Any] = msgspec.field(default_factory=dict)
+    group: str | None = None
     durability: Durability | None = None
 
     @property
@@ -156,4 +157,5 @@ def job_from_hash(queue: str, fields: dict[bytes, bytes]) -> Job:
         logs=tuple((get(b"logs") or b"").decode(errors="replace").splitlines()),
         history=history,
         options=codec.decode(options) if options else {},
+        group=group.decode() if (group := get(b"group")) else None,
     )

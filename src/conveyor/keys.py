@@ -30,6 +30,10 @@ QUEUE_KEYS: dict[str, str] = {
     "schedule_due": "schedule-due",  # zset: schedule id -> next fire time (ms)
     "cancelled": "cancelled",  # zset: job id -> expiry time (ms)
     "rate": "rate",  # zset: start times (ms) of recent jobs, for the queue's rate limit
+    "groups": "groups",  # zset: group key -> place in the fair-fetch ring (groups with work)
+    "group_waiting": "group-waiting:",  # prefix of one zset per group: its waiting jobs
+    "group_active": "group-active",  # hash: group key -> jobs of the group now active
+    "group_rate": "group-rate:",  # prefix of one zset per group: its recent start times
     "metrics": "metrics:",  # prefix of one hash per minute: metrics:<unix minute> (expires)
     "job": "job:",  # prefix of one hash per job: job:<id>
 }

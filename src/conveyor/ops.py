@@ -146,6 +146,8 @@ class JobSpec:
     backoff: Backoff | None = None
     retention: float | None = None  # seconds to keep the job once completed; 0 drops it
     dedup: Dedup | None = None
+    #: A group key (a tenant, an API account): fair fetch across groups, per-group limits.
+    group: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -196,12 +198,12 @@ def job_args(spec: JobSpec, options: QueueOptions) -> tuple[list[Any], Job]:
     args = [
         job_id, spec.name, payload, priority_band(spec.priority), spec.priority,
         _ms(delay), run_at_ms, max_attempts, _ms(spec.timeout), keep,
-        codec.encode(stored) if stored else b"", *dedup,
+        codec.encode(stored) if stored else b"", *dedup, spec.group or "",
     ]  # fmt: skip
     job = Job(
         id=job_id, queue="", name=spec.name, state=JobState.WAITING, raw_payload=payload,
         priority=spec.priority, max_attempts=max_attempts, timeout=timeout,
-        created_at=time.time(), options=stored,
+        created_at=time.time(), options=stored, group=spec.group,
     )  # fmt: skip
     return args, job
 
@@ -354,44 +356,57 @@ class Limits:
 
     ``concurrency``: at most this many jobs active at once, across all workers.
     ``rate``: at most ``rate[0]`` jobs started per ``rate[1]`` seconds, across all workers.
+    ``group_concurrency`` and ``group_rate``: the same, for each group key separately
+    (jobs enqueued with ``group=``); groups are served in turn, so none starves another.
     """
 
     concurrency: int | None = None
     rate: tuple[int, float] | None = None
+    group_concurrency: int | None = None
+    group_rate: tuple[int, float] | None = None
+
+
+def _limit_calls(meta: str, field: str, value: int | None) -> list[Call]:
+    if value is None:
+        return [Command(("HDEL", meta, field))]
+    if value < 1:
+        raise ValueError(f"{field} must be at least 1")
+    return [Command(("HSET", meta, field, value))]
+
+
+def _rate_calls(meta: str, prefix: str, rate: tuple[int, float] | None) -> list[Call]:
+    if rate is None:
+        return [Command(("HDEL", meta, f"{prefix}_max", f"{prefix}_period_ms"))]
+    jobs, seconds = rate
+    if jobs < 1 or seconds <= 0:
+        raise ValueError("a rate limit needs at least 1 job per a positive period")
+    return [Command(("HSET", meta, f"{prefix}_max", jobs, f"{prefix}_period_ms", _ms(seconds)))]
 
 
 def set_limits(keys: QueueKeys, limits: Limits) -> Op[None]:
     """Store the queue's limits (``None`` fields remove a limit) and wake the workers."""
     meta = keys.key("meta")
-    calls: list[Call] = []
-    if limits.concurrency is None:
-        calls.append(Command(("HDEL", meta, "concurrency_max")))
-    elif limits.concurrency < 1:
-        raise ValueError("a concurrency limit must be at least 1")
-    else:
-        calls.append(Command(("HSET", meta, "concurrency_max", limits.concurrency)))
-    if limits.rate is None:
-        calls.append(Command(("HDEL", meta, "rate_max", "rate_period_ms")))
-    else:
-        jobs, seconds = limits.rate
-        if jobs < 1 or seconds <= 0:
-            raise ValueError("a rate limit needs at least 1 job per a positive period")
-        calls.append(Command(("HSET", meta, "rate_max", jobs, "rate_period_ms", _ms(seconds))))
-    calls += [
+    yield [
+        *_limit_calls(meta, "concurrency_max", limits.concurrency),
+        *_rate_calls(meta, "rate", limits.rate),
+        *_limit_calls(meta, "group_concurrency", limits.group_concurrency),
+        *_rate_calls(meta, "group_rate", limits.group_rate),
         Command(("LPUSH", keys.key("marker"), 1)),
         Command(("LTRIM", keys.key("marker"), 0, 0)),
     ]
-    yield calls
 
 
 def get_limits(keys: QueueKeys) -> Op[Limits]:
     """The queue's limits."""
-    (reply,) = yield [Command(("HMGET", keys.key("meta"), "concurrency_max", "rate_max",
-                               "rate_period_ms"))]  # fmt: skip
-    concurrency, rate_max, period = reply
+    fields = ("concurrency_max", "rate_max", "rate_period_ms", "group_concurrency",
+              "group_rate_max", "group_rate_period_ms")  # fmt: skip
+    (reply,) = yield [Command(("HMGET", keys.key("meta"), *fields))]
+    c, r, rp, gc, gr, grp = reply
     return Limits(
-        int(concurrency) if concurrency else None,
-        (int(rate_max), int(period) / 1000) if rate_max else None,
+        int(c) if c else None,
+        (int(r), int(rp) / 1000) if r else None,
+        int(gc) if gc else None,
+        (int(gr), int(grp) / 1000) if gr else None,
     )
 
 

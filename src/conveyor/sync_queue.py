@@ -83,17 +83,19 @@ class SyncQueue(QueueBase):
         backoff: Backoff | None = None,
         retention: float | None = None,
         dedup: Dedup | None = None,
+        group: str | None = None,
         durable: Durable | None = None,
     ) -> Job:
         """Add a job for the handler ``name``; a repeated ``id`` returns the existing job.
 
         ``dedup`` drops (or, with ``debounce``, merges) jobs with the same key within a
-        window; see :class:`~conveyor.Dedup`.
+        window; see :class:`~conveyor.Dedup`. ``group`` puts the job in a group (a tenant,
+        an account): groups are served in turn and can have their own limits.
         """
         op = self._enqueue_op(
             name, payload, id=id, delay=delay, run_at=run_at, priority=priority,
             attempts=attempts, timeout=timeout, backoff=backoff, retention=retention,
-            dedup=dedup, durable=durable,
+            dedup=dedup, group=group, durable=durable,
         )  # fmt: skip
         return (self._run(op))[0]
 

@@ -2,13 +2,14 @@
 cancel: cancel a job from anywhere. A waiting or delayed job becomes cancelled at once; an
 active job is flagged, and the worker holding it stops it (it learns at its next lock
 renewal) and records it as cancelled. Finished jobs are left as they are.
-KEYS: waiting delayed cancelled events job
+KEYS: meta waiting delayed cancelled events groups group_waiting job
 ARGV: #events_maxlen #keep_ms id
 RETURNS: 'cancelled', 'requested' (active), the unchanged state of a finished job, or
   false when there is no such job
 ]]
 -- @include time
 -- @include events
+-- @include waiting
 local job = job_key .. id
 local state = redis.call('HGET', job, 'state')
 if not state then return false end
@@ -19,7 +20,7 @@ if state == 'active' then
 end
 if state ~= 'waiting' and state ~= 'delayed' then return state end
 local now = now_ms()
-redis.call('ZREM', waiting_key, id)
+from_waiting(id)
 redis.call('ZREM', delayed_key, id)
 redis.call('HSET', job, 'state', 'cancelled', 'finished_ms', now)
 redis.call('ZADD', cancelled_key, int(now + keep_ms), id)

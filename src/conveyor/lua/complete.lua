@@ -1,6 +1,6 @@
 --[[
 complete: acknowledge finished jobs; a job whose lock token no longer matches is refused.
-KEYS: meta active completed events metrics marker job
+KEYS: meta active completed events metrics marker group_active job
 ARGV: #events_maxlen #keep_count #keep_age_ms #metrics_ttl_ms ...jobs
   jobs: 4 values per job: id token result (JSON) duration_bucket. A job's own options may
   say keep_ms. Completions are counted in the per-minute metrics.
@@ -10,6 +10,7 @@ RETURNS: the ids that were refused because the worker no longer held their lock
 -- @include events
 -- @include retention
 -- @include metrics
+-- @include group_slots
 local now = now_ms()
 local refused = {}
 local done = 0
@@ -22,6 +23,7 @@ for i = jobs_start, #ARGV, 4 do
   else
     redis.call('ZREM', active_key, id)
     redis.call('HDEL', job, 'token')
+    group_done(id)
     local keep = tonumber(redis.call('HGET', job, 'keep_ms') or keep_age_ms)
     if keep <= 0 then
       redis.call('DEL', job)

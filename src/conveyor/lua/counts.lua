@@ -7,7 +7,7 @@ RETURNS: {waiting, delayed, active, completed, dead, paused (0/1), workers, canc
 -- @include time
 local now = now_ms()
 return {
-  redis.call('ZCARD', waiting_key),
+  redis.call('ZCARD', waiting_key) + tonumber(redis.call('HGET', meta_key, 'grouped') or 0),
   redis.call('ZCARD', delayed_key),
   redis.call('ZCARD', active_key),
   redis.call('ZCOUNT', completed_key, now, '+inf'),

@@ -1,7 +1,7 @@
 --[[
 fail: record a failed attempt of a job the worker holds, then retry it (waiting, or
 delayed by delay_ms) or move it to the dead-letter set with a reason.
-KEYS: meta waiting delayed active dead events marker dead_outbox metrics job
+KEYS: meta waiting delayed active dead events marker dead_outbox metrics groups group_waiting group_active job
 ARGV: #events_maxlen #dead_keep_count #dead_keep_age_ms id token decision #delay_ms reason attempt_record last_error #route #metrics_ttl_ms
   decision: 'retry' or 'dead'; attempt_record: one JSON line appended to the job's history;
   last_error: JSON of the last error; route: 1 to list the job in dead_outbox when it dies
@@ -13,6 +13,8 @@ RETURNS: the job's new state, or false when the worker no longer holds its lock
 -- @include events
 -- @include retention
 -- @include metrics
+-- @include waiting
+-- @include group_slots
 local now = now_ms()
 local job = job_key .. id
 if redis.call('HGET', job, 'token') ~= token or not redis.call('ZSCORE', active_key, id) then
@@ -20,6 +22,7 @@ if redis.call('HGET', job, 'token') ~= token or not redis.call('ZSCORE', active_
 end
 redis.call('ZREM', active_key, id)
 redis.call('HDEL', job, 'token')
+group_done(id)
 local history = redis.call('HGET', job, 'history') or ''
 redis.call('HSET', job, 'history', history .. attempt_record .. '\n', 'error', last_error,
   'failed_ms', now)
@@ -34,8 +37,7 @@ if decision == 'retry' then
     redis.call('ZADD', delayed_key, int(now + delay_ms), id)
     redis.call('HSET', job, 'due_ms', now + delay_ms)
   else
-    local seq = redis.call('HINCRBY', meta_key, 'seq', 1)
-    redis.call('ZADD', waiting_key, int(tonumber(redis.call('HGET', job, 'band')) + seq), id)
+    to_waiting(id, tonumber(redis.call('HGET', job, 'band')) + redis.call('HINCRBY', meta_key, 'seq', 1))
   end
   redis.call('HSET', job, 'state', state)
   emit(events_key, events_maxlen, 'retrying', id, 'state', state, 'delay_ms', delay_ms)

@@ -2,8 +2,10 @@
 fetch: promote due delayed jobs, then give up to `count` waiting jobs to a worker,
 highest priority first and FIFO within a priority, each with a lock until now + lock_ttl_ms,
 within the queue's limits (meta: concurrency_max, rate_max per rate_period_ms,
-throttled_until).
-KEYS: meta waiting delayed active events marker rate job
+throttled_until). Jobs without a group come first; then grouped jobs, one per group in
+turn round the ring of groups with work, within each group's limits (meta:
+group_concurrency, group_rate_max per group_rate_period_ms).
+KEYS: meta waiting delayed active events marker rate groups group_waiting group_active group_rate job
 ARGV: #events_maxlen #count worker_id token_base #lock_ttl_ms #promote_limit
 RETURNS: {status, now, ms_to_wait_or_-1, claim fields of each job...}
   status is 'ok', 'paused' or 'limited'; ms_to_wait is until the next delayed job (ok,
@@ -13,6 +15,7 @@ RETURNS: {status, now, ms_to_wait_or_-1, claim fields of each job...}
 -- @include time
 -- @include events
 -- @include claim
+-- @include waiting
 local now = now_ms()
 
 local due = redis.call('ZRANGEBYSCORE', delayed_key, '-inf', now, 'LIMIT', 0, promote_limit)
@@ -21,8 +24,7 @@ for _, id in ipairs(due) do
   local band = redis.call('HGET', job, 'band')
   redis.call('ZREM', delayed_key, id)
   if band then
-    local seq = redis.call('HINCRBY', meta_key, 'seq', 1)
-    redis.call('ZADD', waiting_key, int(tonumber(band) + seq), id)
+    to_waiting(id, tonumber(band) + redis.call('HINCRBY', meta_key, 'seq', 1))
     redis.call('HSET', job, 'state', 'waiting')
     emit(events_key, events_maxlen, 'waiting', id)
   end
@@ -35,7 +37,8 @@ local function next_delayed()
 end
 
 local limits = redis.call('HMGET', meta_key, 'paused', 'concurrency_max', 'rate_max',
-  'rate_period_ms', 'throttled_until')
+  'rate_period_ms', 'throttled_until', 'group_concurrency', 'group_rate_max',
+  'group_rate_period_ms')
 if limits[1] == '1' then
   return {'paused', now, next_delayed()}
 end
@@ -60,24 +63,81 @@ if limits[3] then
 end
 
 local out = {'ok', now, 0}
-local popped = redis.call('ZPOPMIN', waiting_key, count)
 local taken = 0
-for i = 1, #popped, 2 do
-  local id = popped[i]
+
+local function take(id)
   local job = job_key .. id
-  if redis.call('EXISTS', job) == 1 then
-    taken = taken + 1
-    redis.call('HINCRBY', job, 'attempt', 1)
-    claim(job, id, token_base .. '.' .. taken, worker_id, now, lock_ttl_ms, active_key, out)
-    if limits[3] then
-      redis.call('ZADD', rate_key, now, token_base .. '.' .. taken)
-      redis.call('PEXPIRE', rate_key, rate_period)
+  if redis.call('EXISTS', job) == 0 then return false end
+  taken = taken + 1
+  redis.call('HINCRBY', job, 'attempt', 1)
+  claim(job, id, token_base .. '.' .. taken, worker_id, now, lock_ttl_ms, active_key, out)
+  if limits[3] then
+    redis.call('ZADD', rate_key, now, token_base .. '.' .. taken)
+    redis.call('PEXPIRE', rate_key, rate_period)
+  end
+  emit(events_key, events_maxlen, 'active', id, 'worker', worker_id)
+  return true
+end
+
+local popped = redis.call('ZPOPMIN', waiting_key, count)
+for i = 1, #popped, 2 do take(popped[i]) end
+
+-- Grouped jobs: round the ring, one job per group per pass, so a group with a long backlog
+-- gets its turn like a group with one job. A group at its limit goes to the back too.
+local group_limited = false
+local group_concurrency = tonumber(limits[6] or 0)
+local group_rate = tonumber(limits[7] or 0)
+local group_period = tonumber(limits[8] or 0)
+local function group_allows(group)
+  if group_concurrency > 0
+      and tonumber(redis.call('HGET', group_active_key, group) or 0) >= group_concurrency then
+    return false
+  end
+  if group_rate > 0 then
+    local starts = group_rate_key .. group
+    redis.call('ZREMRANGEBYSCORE', starts, '-inf', now - group_period)
+    if redis.call('ZCARD', starts) >= group_rate then return false end
+  end
+  return true
+end
+local moved = true
+while taken < count and moved do
+  moved = false
+  local ring = redis.call('ZRANGE', groups_key, 0, 99)
+  if #ring == 0 then break end
+  for _, group in ipairs(ring) do
+    if taken >= count then break end
+    redis.call('ZADD', groups_key, redis.call('HINCRBY', meta_key, 'ring', 1), group)
+    local set = group_waiting_key .. group
+    if group_allows(group) then
+      local next_job = redis.call('ZPOPMIN', set, 1)
+      if #next_job > 0 then
+        redis.call('HINCRBY', meta_key, 'grouped', -1)
+        if take(next_job[1]) then
+          moved = true
+          redis.call('HINCRBY', group_active_key, group, 1)
+          if group_rate > 0 then
+            redis.call('ZADD', group_rate_key .. group, now, token_base .. '.' .. taken)
+            redis.call('PEXPIRE', group_rate_key .. group, group_period)
+          end
+        end
+      end
+      if redis.call('ZCARD', set) == 0 then redis.call('ZREM', groups_key, group) end
+    else
+      group_limited = true
     end
-    emit(events_key, events_maxlen, 'active', id, 'worker', worker_id)
   end
 end
-if redis.call('ZCARD', waiting_key) > 0 then
+
+if redis.call('ZCARD', waiting_key) > 0 or (redis.call('ZCARD', groups_key) > 0 and not group_limited) then
   wake(marker_key)
 end
-if taken == 0 then out[3] = next_delayed() end
+if taken == 0 then
+  if group_limited then
+    out[1] = 'limited'
+    out[3] = -1
+  else
+    out[3] = next_delayed()
+  end
+end
 return out

@@ -3,9 +3,9 @@ fire_schedule: make the job of one schedule tick and move the schedule to its ne
 only if the schedule is still due at expected_ms: of several workers racing for a tick,
 one fires it. The job's id is derived from the schedule and the tick, so even a replayed
 call cannot make a second job for the same tick.
-KEYS: meta waiting delayed events marker dedup schedule_due job
+KEYS: meta waiting delayed events marker dedup schedule_due groups group_waiting job
 ARGV: #events_maxlen schedule_id #expected_ms #next_ms #fire ...job
-  job: the 14 enqueue values of the tick's job (see enqueue.lua), used when fire is 1
+  job: the 15 enqueue values of the tick's job (see enqueue.lua), used when fire is 1
   (0 skips a missed tick). next_ms -1 removes the schedule from the due set.
 RETURNS: {1, created (1/0), job state, job id} when this call advanced the schedule,
   {0} when another worker already did (or the schedule changed)
@@ -23,8 +23,7 @@ end
 local out = {1}
 if fire == 1 then
   local now = now_ms()
-  if add_job(job_start, now, meta_key, waiting_key, delayed_key, events_key, events_maxlen,
-      job_key, dedup_key, out) then
+  if add_job(job_start, now, events_maxlen, out) then
     wake(marker_key)
   end
 end

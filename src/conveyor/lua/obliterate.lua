@@ -1,7 +1,7 @@
 --[[
 obliterate: delete a whole queue in bounded steps; call again until it returns 0.
 Refuses while jobs are active unless forced (their workers then cannot settle them).
-KEYS: meta waiting delayed active completed dead cancelled events marker workers worker_info schedules schedule_due rate dead_outbox job
+KEYS: meta waiting delayed active completed dead cancelled events marker workers worker_info schedules schedule_due rate dead_outbox groups group_waiting group_active group_rate job
 ARGV: #force #batch
 RETURNS: 1 while more remains, 0 when the queue is gone; error CONVEYOR_BUSY if active
 ]]
@@ -22,6 +22,24 @@ for _, set in ipairs({waiting_key, delayed_key, active_key, completed_key, dead_
   end
   if removed >= batch then return 1 end
 end
+local group = redis.call('ZRANGE', groups_key, 0, 0)[1]
+if group then
+  local set = group_waiting_key .. group
+  local ids = redis.call('ZRANGE', set, 0, batch - 1)
+  for _, id in ipairs(ids) do
+    redis.call('DEL', job_key .. id)
+  end
+  if #ids > 0 then redis.call('ZREM', set, unpack(ids)) end
+  if redis.call('ZCARD', set) == 0 then
+    redis.call('DEL', group_rate_key .. group)
+    redis.call('ZREM', groups_key, group)
+  end
+  return 1
+end
+for _, group in ipairs(redis.call('HKEYS', group_active_key)) do
+  redis.call('DEL', group_rate_key .. group)
+end
+redis.call('DEL', group_active_key)
 redis.call('DEL', meta_key, events_key, marker_key, workers_key, worker_info_key, schedules_key,
   schedule_due_key, rate_key, dead_outbox_key)
 return 0

@@ -1,17 +1,20 @@
 --[[
 remove: delete a job that is not active.
-KEYS: waiting delayed completed dead cancelled events job
+KEYS: meta waiting delayed completed dead cancelled events groups group_waiting job
 ARGV: #events_maxlen id
 RETURNS: 1 if removed, 0 if there is no such job; error CONVEYOR_ACTIVE if it is active
 ]]
+-- @include time
 -- @include events
+-- @include waiting
 local job = job_key .. id
 local state = redis.call('HGET', job, 'state')
 if not state then return 0 end
 if state == 'active' then
   return redis.error_reply('CONVEYOR_ACTIVE job ' .. id .. ' is active')
 end
-for _, set in ipairs({waiting_key, delayed_key, completed_key, dead_key, cancelled_key}) do
+from_waiting(id)
+for _, set in ipairs({delayed_key, completed_key, dead_key, cancelled_key}) do
   redis.call('ZREM', set, id)
 end
 redis.call('DEL', job)

@@ -2,13 +2,14 @@
 replay_dead: move dead jobs back to waiting with a fresh attempt budget, keeping their id
 and history. A job that is no longer dead (already replayed) is left alone, so replaying
 twice makes one job.
-KEYS: meta waiting dead events marker job
+KEYS: meta waiting dead events marker groups group_waiting job
 ARGV: #events_maxlen ...jobs
   jobs: 2 values per job: id payload ('' keeps the stored payload)
 RETURNS: the ids that were replayed
 ]]
 -- @include time
 -- @include events
+-- @include waiting
 local replayed = {}
 for i = jobs_start, #ARGV, 2 do
   local id = ARGV[i]
@@ -19,8 +20,7 @@ for i = jobs_start, #ARGV, 2 do
     redis.call('HSET', job, 'state', 'waiting', 'attempt', 0, 'stalls', 0)
     redis.call('HDEL', job, 'reason', 'finished_ms', 'token')
     redis.call('HINCRBY', job, 'replays', 1)
-    local seq = redis.call('HINCRBY', meta_key, 'seq', 1)
-    redis.call('ZADD', waiting_key, int(tonumber(redis.call('HGET', job, 'band')) + seq), id)
+    to_waiting(id, tonumber(redis.call('HGET', job, 'band')) + redis.call('HINCRBY', meta_key, 'seq', 1))
     emit(events_key, events_maxlen, 'replayed', id)
     replayed[#replayed + 1] = id
   end

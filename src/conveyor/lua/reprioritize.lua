@@ -1,12 +1,13 @@
 --[[
 reprioritize: change the priority of a waiting or delayed job; a waiting job keeps its
 place among the jobs of its new priority that were enqueued at the same time.
-KEYS: waiting delayed events job
+KEYS: meta waiting delayed events groups group_waiting job
 ARGV: #events_maxlen id #band #priority
 RETURNS: 1; error CONVEYOR_STATE if the job is not waiting/delayed, 0 if no such job
 ]]
 -- @include time
 -- @include events
+-- @include waiting
 local job = job_key .. id
 local state = redis.call('HGET', job, 'state')
 if not state then return 0 end
@@ -15,8 +16,8 @@ if state ~= 'waiting' and state ~= 'delayed' then
 end
 local old_band = tonumber(redis.call('HGET', job, 'band'))
 if state == 'waiting' then
-  local seq = tonumber(redis.call('ZSCORE', waiting_key, id)) - old_band
-  redis.call('ZADD', waiting_key, int(band + seq), id)
+  local set, score = waiting_place(id)
+  redis.call('ZADD', set, int(band + tonumber(score) - old_band), id)
 end
 redis.call('HSET', job, 'band', int(band), 'priority', priority)
 emit(events_key, events_maxlen, 'reprioritized', id, 'priority', priority)

@@ -1,6 +1,6 @@
 --[[
 reschedule: make a waiting or delayed job due delay_ms from now (0 promotes it to run now).
-KEYS: meta waiting delayed events marker job
+KEYS: meta waiting delayed events marker groups group_waiting job
 ARGV: #events_maxlen id #delay_ms
 RETURNS: the job's new state; error CONVEYOR_STATE if not waiting/delayed, false if none
 ]]
@@ -14,10 +14,9 @@ if state ~= 'waiting' and state ~= 'delayed' then
   return redis.error_reply('CONVEYOR_STATE job ' .. id .. ' is ' .. state)
 end
 local now = now_ms()
-redis.call('ZREM', waiting_key, id)
+from_waiting(id)
 redis.call('ZREM', delayed_key, id)
-state = place(id, tonumber(redis.call('HGET', job, 'band')), now + delay_ms, now, meta_key,
-  waiting_key, delayed_key)
+state = place(id, tonumber(redis.call('HGET', job, 'band')), now + delay_ms, now)
 redis.call('HSET', job, 'state', state, 'due_ms', now + delay_ms)
 emit(events_key, events_maxlen, state, id, 'rescheduled', '1')
 wake(marker_key)
