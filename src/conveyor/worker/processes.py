@@ -125,7 +125,11 @@ class ProcessPool:
         })  # fmt: skip
         try:
             worker = await self._acquire()
-        except ChildStartError as exc:
+        except asyncio.CancelledError:
+            if not context.cancelled:
+                raise
+            return _cancelled()  # by queue.cancel, while it waited for a child
+        except Exception as exc:  # ChildStartError, or the OS refused a new process
             return Outcome(False, cause=AttemptCause.ERROR, error=exc)
         try:
             worker.conn.send_bytes(request)
@@ -140,10 +144,18 @@ class ProcessPool:
             return Outcome(False, cause=AttemptCause.TIMEOUT, error=error)
         except OSError:  # the pipe broke while sending: the child is gone
             outcome = None
-        except BaseException:  # cancelled (shutdown): the job will be handed back
-            self._busy.discard(worker)
-            self._stop_later(worker, kill=True)
-            raise
+        except asyncio.CancelledError:
+            if not context.cancelled:  # the worker is shutting down: the job is handed back
+                self._busy.discard(worker)
+                self._stop_later(worker, kill=True)
+                raise
+            outcome = _cancelled()  # by queue.cancel: kill its child, end it as cancelled
+            await self._discard(worker, kill=True)
+            return outcome
+        except Exception as exc:  # a garbled message: this child cannot be trusted any more
+            log.exception("bad message from child process %d", worker.pid)
+            await self._discard(worker, kill=True)
+            return Outcome(False, cause=AttemptCause.ERROR, error=exc)
         if outcome is None:
             code = await self._discard(worker, kill=False)
             return Outcome(False, cause=AttemptCause.ERROR, error=ChildDiedError(
@@ -321,11 +333,12 @@ async def _receive(conn: Connection) -> bytes | None:
             if not readable.done():
                 readable.set_result(None)
 
-        loop.add_reader(conn.fileno(), wake)
+        fd = conn.fileno()  # kept: the reader must go even if the pipe is closed meanwhile
+        loop.add_reader(fd, wake)
         try:
             await readable
         finally:
-            loop.remove_reader(conn.fileno())
+            loop.remove_reader(fd)
     try:
         return conn.recv_bytes()  # the child writes a message at once: this does not wait
     except (EOFError, OSError):
@@ -341,6 +354,14 @@ async def _exited(process: BaseProcess, seconds: float) -> bool:
         await asyncio.sleep(pause)
         pause = min(pause * 2, 0.1)
     return True
+
+
+def _cancelled() -> Outcome:
+    """The outcome of a job cancelled by an operator; this task carries on to settle it."""
+    task = asyncio.current_task()
+    if task is not None and hasattr(task, "uncancel"):
+        task.uncancel()
+    return Outcome(False, cancelled=True)
 
 
 def _exit_text(code: int | None) -> str:

@@ -131,7 +131,8 @@ class Runner:
         return outcome
 
     def cancel(self, queue: str, job_id: str) -> bool:
-        """Stop a running job: cancel an async handler, flag a sync one (``ctx.cancelled``)."""
+        """Stop a running job: cancel an async handler, kill a process handler's child, flag
+        a sync one (``ctx.cancelled``)."""
         running = self.running.get((queue, job_id))
         if running is None:
             return False
@@ -155,10 +156,12 @@ class Runner:
             self.worker_id, self.reporter,
         )  # fmt: skip
         timeout = claim.timeout or handler.timeout or self.default_timeout
-        in_loop = handler.is_async and not (handler.process and self.processes is not None)
-        task = asyncio.current_task() if in_loop else None
+        in_process = bool(handler.process and self.processes is not None)
+        # Cancelling the task stops an async handler, or kills a process handler's child.
+        task = asyncio.current_task() if handler.is_async or in_process else None
         self.running[(claim.queue, claim.id)] = (context, task)
-        if handler.process and self.processes is not None:
+        if in_process:
+            assert self.processes is not None
             return await self.processes.run(
                 handler, context, claim.raw_payload, timeout, self.max_result_bytes
             )
