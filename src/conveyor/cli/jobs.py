@@ -27,6 +27,10 @@ _STATE_STYLE = {
 }
 
 
+def _style(state: JobState) -> str:
+    return _STATE_STYLE.get(state, "magenta")
+
+
 @click.command()
 @queue_argument()
 @click.option(
@@ -82,7 +86,7 @@ def _jobs_text(found: list[Job]) -> Text:
         out.append("\n")
         for i, (value, width) in enumerate(zip(row, widths, strict=True)):
             out.append("  " if i else "")
-            out.append(_pad(i, value, width), style=_STATE_STYLE[item.state] if i == 2 else "")
+            out.append(_pad(i, value, width), style=_style(item.state) if i == 2 else "")
         error = job_error(item)
         if error:
             out.append(f"\n  └─ {error}", style="red")
@@ -135,7 +139,7 @@ def _facts(item: Job) -> Table:
     facts = Table(show_header=False, box=None, pad_edge=False)
     facts.add_column(style="bold")
     facts.add_column(overflow="fold")
-    style = _STATE_STYLE[item.state]
+    style = _style(item.state)
     facts.add_row("id", escape(item.id))
     facts.add_row("queue", escape(item.queue))
     facts.add_row("name", escape(item.name))

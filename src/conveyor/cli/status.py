@@ -16,13 +16,16 @@ from conveyor import connection, ops
 from conveyor.cli.common import connect, json_option, queue_argument, url_option
 from conveyor.cli.render import echo_json
 from conveyor.health import ServerSafety, server_safety
+from conveyor.job import JobState
 from conveyor.keys import QueueKeys
 from conveyor.metrics import QueueMetrics, queue_metrics
+from conveyor.ops import Counts
 from conveyor.transport import SyncTransport
 
 __all__ = ["status"]
 
-_STATES = ("waiting", "delayed", "active", "completed", "dead")
+#: The states counted per queue, in lifecycle order.
+_STATES = [s.value for s in JobState if s.value in Counts.__struct_fields__]
 
 
 @click.command()
