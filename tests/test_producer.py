@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
@@ -159,3 +160,14 @@ async def test_an_unreachable_server_gives_one_clear_error() -> None:
 def test_queue_names_are_checked() -> None:
     with pytest.raises(ValueError, match="invalid queue name"):
         conveyor.Queue("no spaces{}")
+
+
+async def test_concurrent_first_calls_share_one_connection(
+    server_url: str, queue_name: str
+) -> None:
+    queue = conveyor.Queue(queue_name, url=server_url)
+    jobs = await asyncio.gather(*(queue.enqueue("a", i, delay=60) for i in range(8)))
+    assert len({j.id for j in jobs}) == 8
+    assert all(j.due_at is not None and j.due_at > j.created_at for j in jobs)
+    await queue.obliterate(force=True)
+    await queue.close()  # a second, leaked connection would warn (warnings are errors here)

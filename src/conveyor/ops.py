@@ -168,11 +168,17 @@ def _ms(seconds: float | None) -> int:
     return 0 if seconds is None else max(0, round(seconds * 1000))
 
 
+def _due(now: float, run_at: float | None, delay: float | None) -> float:
+    # The script takes the server's clock; this is the caller's estimate of the same.
+    return run_at if run_at is not None else now + (delay or 0.0)
+
+
 def job_args(spec: JobSpec, options: QueueOptions) -> tuple[list[Any], Job]:
     """The enqueue script's values for one job, and the job as it will be stored."""
     if not spec.name:
         raise ValueError("a job needs a name")
     payload = codec.encode(spec.payload, limit=options.max_payload_bytes)
+    now = time.time()
     job_id = spec.id or uuid.uuid4().hex
     if not job_id or len(job_id) > 200:
         raise ValueError("a job id must be 1-200 characters")
@@ -203,7 +209,7 @@ def job_args(spec: JobSpec, options: QueueOptions) -> tuple[list[Any], Job]:
     job = Job(
         id=job_id, queue="", name=spec.name, state=JobState.WAITING, raw_payload=payload,
         priority=spec.priority, max_attempts=max_attempts, timeout=timeout,
-        created_at=time.time(), options=stored, group=spec.group,
+        created_at=now, due_at=_due(now, spec.run_at, delay), options=stored, group=spec.group,
     )  # fmt: skip
     return args, job
 

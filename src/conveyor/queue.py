@@ -44,6 +44,7 @@ class Queue(QueueBase):
         self._url = url
         self._client = client
         self._transport: AsyncTransport | None = None
+        self._connecting = asyncio.Lock()  # concurrent first calls share one connection
 
     @property
     def dead_letters(self) -> DeadLetters:
@@ -55,6 +56,12 @@ class Queue(QueueBase):
         return await transport.run(op)
 
     async def _connect(self) -> AsyncTransport:
+        async with self._connecting:
+            if self._transport is not None:
+                return self._transport
+            return await self._open()
+
+    async def _open(self) -> AsyncTransport:
         if self._client is not None:
             transport = AsyncTransport(self._client, connection.client_url(self._client))
         else:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import datetime as dt
 from collections.abc import Iterator, Iterable
 from types import TracebackType
@@ -44,6 +45,7 @@ class SyncQueue(QueueBase):
         self._url = url
         self._client = client
         self._transport: SyncTransport | None = None
+        self._connecting = threading.Lock()  # concurrent first calls share one connection
 
     @property
     def dead_letters(self) -> SyncDeadLetters:
@@ -55,6 +57,12 @@ class SyncQueue(QueueBase):
         return transport.run(op)
 
     def _connect(self) -> SyncTransport:
+        with self._connecting:
+            if self._transport is not None:
+                return self._transport
+            return self._open()
+
+    def _open(self) -> SyncTransport:
         if self._client is not None:
             transport = SyncTransport(self._client, connection.client_url(self._client))
         else:

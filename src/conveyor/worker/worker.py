@@ -434,7 +434,7 @@ class _Session:
         await self.reporter.flush()
         await self.settler.flush()
         await self._hand_back()
-        self.locks.stop()
+        await asyncio.to_thread(self.locks.stop)  # joins the thread: not on the event loop
         try:
             await self._unregister()
         except ServerUnavailable as exc:
