@@ -27,7 +27,7 @@ def test_mypy_strict_is_clean() -> None:
 
 @pytest.mark.timeout(120)
 def test_ruff_is_clean() -> None:
-    folders = [f for f in ("src", "tests", "tools", "bench", "examples") if (ROOT / f).is_dir()]
+    folders = [f for f in ("src", "tests", "tools", "bench", "examples", "scripts") if (ROOT / f).is_dir()]
     done = subprocess.run(
         [_tool("ruff"), "check", *folders],
         cwd=ROOT, capture_output=True, text=True, check=False,

@@ -2,7 +2,9 @@
 
 Every handler appends one line ``job_id attempt pid unix_time`` to the record file when it
 starts (one ``write`` on an ``O_APPEND`` descriptor, so lines from several processes never
-interleave), so a test counts executions without trusting Conveyor's own bookkeeping.
+interleave), so a test counts executions without trusting Conveyor's own bookkeeping. The
+time in the record is the machine's real clock, even when ``--clock-offset`` skews the
+worker's ``time.time``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,17 @@ import argparse
 import asyncio
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import conveyor
+from conveyor import defaults
+from conveyor.retry import Immediate
+
+#: The real clock, taken before ``--clock-offset`` may replace ``time.time``.
+real_time = time.time
 
 
 class Recorder:
@@ -25,7 +33,7 @@ class Recorder:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def __call__(self, ctx: conveyor.JobContext) -> None:
-        line = f"{ctx.id} {ctx.attempt} {os.getpid()} {time.time():.6f}\n"
+        line = f"{ctx.id} {ctx.attempt} {os.getpid()} {real_time():.6f}\n"
         os.write(self.fd, line.encode())
 
     def close(self) -> None:
@@ -42,12 +50,19 @@ def build_worker(args: argparse.Namespace) -> conveyor.Worker:
         stall_check_interval=args.stall_check_interval,
         idle_block=args.idle_block,
         shutdown_grace=args.shutdown_grace,
+        max_stalls=args.max_stalls,
     )
-    queue_options = conveyor.QueueOptions(completed_keep_count=args.completed_keep_count)
+    queue_options = conveyor.QueueOptions(
+        completed_keep_count=args.completed_keep_count,
+        dead_keep_count=args.dead_keep_count,
+        events_maxlen=args.events_maxlen,
+    )
     worker = conveyor.Worker(args.queue, options=options, queue_options=queue_options)
 
     def done(ctx: conveyor.JobContext) -> dict[str, Any]:
-        return {"pid": os.getpid(), "attempt": ctx.attempt, "token": ctx.token}
+        """The result: who ran the attempt, and what this worker's (maybe skewed) clock said."""
+        return {"pid": os.getpid(), "attempt": ctx.attempt, "token": ctx.token,
+                "clock": time.time()}  # fmt: skip
 
     @worker.handler
     async def record(ctx: conveyor.JobContext, payload: Any) -> dict[str, Any]:
@@ -90,7 +105,53 @@ def build_worker(args: argparse.Namespace) -> conveyor.Worker:
             await asyncio.sleep(0.05)
         return done(ctx)
 
+    add_poison_handlers(worker, log_run)
     return worker
+
+
+class PoisonError(RuntimeError):
+    """What the handler that always fails raises."""
+
+
+def add_poison_handlers(worker: conveyor.Worker, log_run: Recorder) -> None:
+    """Handlers that misbehave in every way a job can: the worker must outlive them all."""
+
+    @worker.handler(backoff=Immediate())
+    async def shape(ctx: conveyor.JobContext, payload: Any) -> str:
+        """Expects ``{"user": {"email": str}}``: another shape raises TypeError or KeyError."""
+        log_run(ctx)
+        return str(payload["user"]["email"]).lower()
+
+    @worker.handler(backoff=Immediate())
+    async def fails(ctx: conveyor.JobContext, payload: Any) -> None:
+        log_run(ctx)
+        raise PoisonError(f"attempt {ctx.attempt} failed, as always")
+
+    @worker.handler(backoff=Immediate())
+    async def hangs(ctx: conveyor.JobContext, payload: Any) -> None:
+        log_run(ctx)
+        await asyncio.Event().wait()  # forever, until the timeout cancels it
+
+    @worker.handler(backoff=Immediate())
+    def hangs_sync(ctx: conveyor.JobContext, payload: Any) -> None:
+        log_run(ctx)
+        threading.Event().wait()  # forever: a thread cannot be cancelled
+
+    @worker.handler
+    async def unencodable(ctx: conveyor.JobContext, payload: Any) -> dict[str, Any]:
+        log_run(ctx)
+        return {"handle": object()}
+
+    @worker.handler
+    async def huge_result(ctx: conveyor.JobContext, payload: Any) -> str:
+        log_run(ctx)
+        return "x" * (defaults.MAX_RESULT_BYTES + 1)
+
+
+def skew_clock(offset: float) -> None:
+    """Make this process's wall clock (``time.time``) run ``offset`` seconds off the real one."""
+    if offset:
+        time.time = lambda: real_time() + offset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -104,6 +165,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--idle-block", type=float, default=1.0)
     parser.add_argument("--shutdown-grace", type=float, default=5.0)
     parser.add_argument("--completed-keep-count", type=int, default=100_000)
+    parser.add_argument("--dead-keep-count", type=int, default=defaults.DEAD_KEEP_COUNT)
+    parser.add_argument("--events-maxlen", type=int, default=defaults.EVENTS_MAXLEN)
+    parser.add_argument("--max-stalls", type=int, default=defaults.MAX_STALLS)
+    parser.add_argument(
+        "--clock-offset", type=float, default=0.0, help="seconds time.time() is ahead (<0: behind)"
+    )
     return parser.parse_args(argv)
 
 
@@ -111,7 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
     )
-    build_worker(parse_args(argv)).run()
+    args = parse_args(argv)
+    skew_clock(args.clock_offset)
+    build_worker(args).run()
 
 
 if __name__ == "__main__":
