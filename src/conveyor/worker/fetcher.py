@@ -38,6 +38,7 @@ class Fetcher:
         dispatch: Callable[[Claim], None],
         retry_pause: Callable[[], float],
         stopping: asyncio.Event,
+        recovered: Callable[[], None],
     ) -> None:
         self.transport = transport
         self.keys = keys
@@ -48,6 +49,7 @@ class Fetcher:
         self.dispatch = dispatch
         self.retry_pause = retry_pause
         self.stopping = stopping
+        self.recovered = recovered
         self._calls = itertools.count()
         self._failing = False
 
@@ -83,6 +85,7 @@ class Fetcher:
         if self._failing:
             log.warning("queue %s: the server is reachable again", self.keys.queue)
             self._failing = False
+            self.recovered()
         return calls.parse_fetch(self.keys.queue, reply)
 
     async def _wait_for_work(self, fetched: Fetched) -> None:

@@ -244,6 +244,10 @@ class _Session:
         self._outage_pause = min(defaults.RECONNECT_BACKOFF_MAX, self._outage_pause * 2)
         return self._outage_pause * (0.5 + random.random() / 2)
 
+    def _recovered(self) -> None:
+        """The server answers again: the next outage starts its backoff from the bottom."""
+        self._outage_pause = 0.1
+
     def _on_lost_threadsafe(self, queue: str, lost: list[tuple[str, str]]) -> None:
         loop = self.worker._loop
         assert loop is not None
@@ -389,7 +393,8 @@ class _Session:
             self.processes.start()
         fetchers = [
             Fetcher(self.transport, keys, self.worker.queue_options, self.options,
-                    self.worker.id, self.slots, self.dispatch, self._retry_pause, self.stopping)
+                    self.worker.id, self.slots, self.dispatch, self._retry_pause, self.stopping,
+                    self._recovered)
             for keys in self.worker.queues
         ]  # fmt: skip
         background = [asyncio.create_task(f.run()) for f in fetchers]
