@@ -27,7 +27,8 @@ def test_mypy_strict_is_clean() -> None:
 
 @pytest.mark.timeout(120)
 def test_ruff_is_clean() -> None:
-    folders = [f for f in ("src", "tests", "tools", "bench", "examples", "scripts") if (ROOT / f).is_dir()]
+    names = ("src", "tests", "tools", "bench", "examples", "scripts")
+    folders = [name for name in names if (ROOT / name).is_dir()]
     done = subprocess.run(
         [_tool("ruff"), "check", *folders],
         cwd=ROOT, capture_output=True, text=True, check=False,
