@@ -171,3 +171,16 @@ async def test_concurrent_first_calls_share_one_connection(
     assert all(j.due_at is not None and j.due_at > j.created_at for j in jobs)
     await queue.obliterate(force=True)
     await queue.close()  # a second, leaked connection would warn (warnings are errors here)
+
+
+async def test_a_coded_error_after_a_script_reload_is_still_translated(
+    face: Face, server_url: str
+) -> None:
+    job = await face.enqueue("a", 1)
+    keys = conveyor.keys.QueueKeys(face.name)
+    raw = redis.Redis.from_url(server_url)
+    raw.hset(keys.job(job.id), "state", "active")
+    raw.script_flush()  # the next call meets NOSCRIPT, reloads, and its reply is an error
+    raw.close()
+    with pytest.raises(conveyor.JobStateError):
+        await face.remove(job.id)

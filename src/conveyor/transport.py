@@ -164,12 +164,16 @@ class AsyncTransport:
 
     async def _one(self, item: Call, route: dict[str, Any]) -> Any:
         try:
-            return await self.client.execute_command(*_args(item), **route)
-        except NoScriptError:
-            assert isinstance(item, ScriptCall)
-            (load_route,) = await self._nodes([_script_key(item)])
-            await self.client.execute_command("SCRIPT", "LOAD", item.script.source, **load_route)
-            return await self.client.execute_command(*_args(item), **route)
+            try:
+                return await self.client.execute_command(*_args(item), **route)
+            except NoScriptError:
+                assert isinstance(item, ScriptCall)
+                (load_route,) = await self._nodes([_script_key(item)])
+                await self.client.execute_command(
+                    "SCRIPT", "LOAD", item.script.source, **load_route
+                )
+                # The retried call's own error replies are translated like any other.
+                return await self.client.execute_command(*_args(item), **route)
         except ResponseError as exc:
             if isinstance(exc, UNREACHABLE):  # a cluster's CLUSTERDOWN is both
                 raise
@@ -252,14 +256,16 @@ class SyncTransport:
 
     def _one(self, item: Call, route: dict[str, Any]) -> Any:
         try:
-            return self.client.execute_command(*_args(item), **route)  # type: ignore[no-untyped-call]
-        except NoScriptError:
-            assert isinstance(item, ScriptCall)
-            (load_route,) = self._nodes([_script_key(item)])
-            self.client.execute_command(  # type: ignore[no-untyped-call]
-                "SCRIPT", "LOAD", item.script.source, **load_route
-            )
-            return self.client.execute_command(*_args(item), **route)  # type: ignore[no-untyped-call]
+            try:
+                return self.client.execute_command(*_args(item), **route)  # type: ignore[no-untyped-call]
+            except NoScriptError:
+                assert isinstance(item, ScriptCall)
+                (load_route,) = self._nodes([_script_key(item)])
+                self.client.execute_command(  # type: ignore[no-untyped-call]
+                    "SCRIPT", "LOAD", item.script.source, **load_route
+                )
+                # The retried call's own error replies are translated like any other.
+                return self.client.execute_command(*_args(item), **route)  # type: ignore[no-untyped-call]
         except ResponseError as exc:
             if isinstance(exc, UNREACHABLE):  # a cluster's CLUSTERDOWN is both
                 raise
