@@ -64,15 +64,16 @@ def _read(relative: str) -> str:
     return (resources.files("conveyor") / "lua" / relative).read_text(encoding="utf-8")
 
 
-def _expand_includes(source: str) -> str:
-    seen: set[str] = set()
+def _expand_includes(source: str, seen: set[str] | None = None) -> str:
+    """Paste each included helper once, however many includes ask for it."""
+    seen = set() if seen is None else seen
 
     def include(match: re.Match[str]) -> str:
         helper = match.group(1)
         if helper in seen:
             return ""
         seen.add(helper)
-        return _expand_includes(_read(f"include/{helper}.lua"))
+        return _expand_includes(_read(f"include/{helper}.lua"), seen)
 
     return _INCLUDE.sub(include, source)
 
