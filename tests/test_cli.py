@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +39,9 @@ def run_json(*args: str) -> Any:
 
 
 @pytest.fixture
-def queue(server_url: str, queue_name: str) -> Iterator[conveyor.SyncQueue]:
-    q = conveyor.SyncQueue(queue_name, url=server_url)
-    yield q
-    q.obliterate(force=True)
-    q.close()
+def queue(sync_queue: conveyor.SyncQueue) -> conveyor.SyncQueue:
+    """The sync face of a fresh queue (conftest's ``sync_queue``), as these tests call it."""
+    return sync_queue
 
 
 def known_queues(url: str) -> list[str]:
