@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 import conveyor
 from conveyor import ops
@@ -20,22 +20,20 @@ from conveyor.cli.worker import build_worker
 from conveyor.connection import sync_client
 from conveyor.transport import SyncTransport
 from tests import cli_app
+from tests.cli_runner import UNREACHABLE, invoke, invoke_json
 from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
 ROOT = Path(__file__).resolve().parent.parent
-UNREACHABLE = "redis://127.0.0.1:1"
 
 
 def run(*args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(main, list(args), input=input)
+    return invoke(main, *args, input=input)
 
 
 def run_json(*args: str) -> Any:
-    result = run(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return invoke_json(main, *args)
 
 
 @pytest.fixture

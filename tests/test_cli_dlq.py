@@ -2,32 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 import conveyor
 from conveyor.cli.dlq import dlq
+from tests.cli_runner import UNREACHABLE, invoke, invoke_json
 from tests.test_dead_letters import make_dead
 
 pytestmark = pytest.mark.timeout(30)
 
-UNREACHABLE = "redis://127.0.0.1:1"
 
 
 def run(*args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(dlq, list(args), input=input)
+    return invoke(dlq, *args, input=input)
 
 
 def run_json(*args: str) -> Any:
-    result = run(*args, "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    return invoke_json(dlq, *args)
 
 
 @pytest.fixture
