@@ -209,3 +209,31 @@ async def _enqueued(queue: conveyor.Queue, payload: int) -> bool:
     except conveyor.ServerUnavailable:
         return False
     return True
+
+
+async def test_a_partitioned_queue_spreads_over_the_shards(
+    cluster_url: str, raw: redis.cluster.RedisCluster
+) -> None:
+    name = f"parted-{uuid.uuid4().hex[:8]}"
+    queue = conveyor.Queue(name, url=cluster_url, partitions=8)
+    try:
+        # One round trip writes to every partition, each followed by its own WAITAOF,
+        # which must reach the shard that took that partition's write.
+        jobs = await queue.enqueue_many(
+            [("mark", n) for n in range(16)], durable=conveyor.Durable(aof_local=True)
+        )
+        assert {job.durability for job in jobs} == {conveyor.Durability(aof_local=1, replicas=0)}
+        assert len({_node_of(raw, part.queue) for part in queue.parts}) == 3
+        done: set[int] = set()
+        worker = conveyor.Worker(name, url=cluster_url, options=WORKER_TEST_OPTIONS)
+
+        @worker.handler
+        async def mark(ctx: conveyor.JobContext, payload: int) -> None:
+            done.add(payload)
+
+        async with RunningWorker(worker):
+            await wait_for(lambda: done == set(range(16)))
+        assert (await queue.counts()).waiting == 0
+    finally:
+        await queue.obliterate(force=True)
+        await queue.close()

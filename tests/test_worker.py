@@ -310,3 +310,18 @@ async def test_one_worker_serves_several_queues(server_url: str, queue_name: str
     for q in queues:
         await q.obliterate(force=True)
         await q.close()
+
+
+def test_a_handler_that_cannot_take_ctx_and_payload_is_refused_at_registration() -> None:
+    worker = conveyor.Worker("unused", url="redis://127.0.0.1:1")
+    with pytest.raises(TypeError, match=r"two arguments: \(ctx, payload\)"):
+
+        @worker.handler
+        async def send(payload: dict[str, Any]) -> None:
+            pass
+
+    @worker.handler
+    def flexible(*args: Any, **kwargs: Any) -> None:
+        pass
+
+    assert "flexible" in worker.handlers and "send" not in worker.handlers

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from conveyor import ops
-from conveyor.job import Job, JobState
+from conveyor import ops, partitions, results
+from conveyor.errors import JobNotFound, QueueBusyError
+from conveyor.job import Job
 from conveyor.keys import QueueKeys
-from conveyor.ops import Dedup, Durable, JobSpec, QueueOptions
+from conveyor.ops import Dedup, Durable, JobSpec, Op, QueueOptions
+from conveyor.partitions import Spreader
 from conveyor.retry import Backoff
+
+T = TypeVar("T")
 
 
 def _timestamp(run_at: dt.datetime | float | None) -> float | None:
@@ -22,12 +26,31 @@ def _timestamp(run_at: dt.datetime | float | None) -> float | None:
 
 
 class QueueBase:
-    """Holds a queue's name, keys and options, and builds its operations."""
+    """Holds a queue's name, keys, partitions and options, and builds its operations."""
 
-    def __init__(self, name: str, options: QueueOptions | None = None) -> None:
+    def __init__(
+        self, name: str, options: QueueOptions | None = None, partitions: int | None = None
+    ) -> None:
         self.keys = QueueKeys(name)
         self.name = name
         self.options = options or QueueOptions()
+        self.declared_partitions = partitions
+        #: The keys of each partition (just ``keys`` for a queue without partitions), known
+        #: once the queue has connected and read how many partitions it has.
+        self.parts: list[QueueKeys] = [self.keys]
+        self._spreader = Spreader(1)
+
+    def _setup_op(self) -> Op[None]:
+        """Register the queue and find its partitions (declaring them if asked)."""
+        yield from ops.register_queue(self.name)
+        count = yield from partitions.resolve(self.name, self.declared_partitions)
+        self.parts = partitions.keys_of(self.name, count)
+        self._spreader = Spreader(count)
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether this queue is made of several partitions."""
+        return len(self.parts) > 1
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -47,19 +70,48 @@ class QueueBase:
         retention: float | None,
         dedup: Dedup | None,
         group: str | None,
+        partition_key: str | None,
         durable: Durable | None,
-    ) -> ops.Op[list[Job]]:
+    ) -> Op[list[Job]]:
         spec = JobSpec(
             name, payload, id=id, delay=delay, run_at=_timestamp(run_at), priority=priority,
             attempts=attempts, timeout=timeout, backoff=backoff, retention=retention,
-            dedup=dedup, group=group,
+            dedup=dedup, group=group, partition_key=partition_key,
         )  # fmt: skip
-        return ops.enqueue_many(self.keys, [spec], self.options, durable)
+        return partitions.enqueue(self.parts, self._spreader, [spec], self.options, durable)
 
     def _enqueue_many_op(
         self, jobs: Iterable[JobSpec | tuple[str, Any]], durable: Durable | None
-    ) -> ops.Op[list[Job]]:
-        return ops.enqueue_many(self.keys, ops.specs_from(jobs), self.options, durable)
+    ) -> Op[list[Job]]:
+        specs = ops.specs_from(jobs)
+        return partitions.enqueue(self.parts, self._spreader, specs, self.options, durable)
 
-    def _list_op(self, state: JobState | str, offset: int, limit: int) -> ops.Op[list[Job]]:
-        return ops.list_jobs(self.keys, JobState(state), offset, limit)
+    def _by_id(self, job_id: str, make: Callable[[QueueKeys], Op[T]], missing: T) -> Op[T]:
+        """Run ``make(keys)`` on the partition holding the job; ``missing`` if none does."""
+        keys = yield from partitions.owner(self.parts, job_id)
+        if keys is None:
+            return missing
+        return (yield from make(keys))
+
+    def _each(self, make: Callable[[QueueKeys], Op[T]]) -> Op[list[T]]:
+        """Run ``make(keys)`` on every partition, side by side."""
+        return (yield from partitions.gather([make(keys) for keys in self.parts]))
+
+    def _wait_op(self, job_id: str, timeout: float | None) -> Op[Job]:
+        keys = yield from partitions.owner(self.parts, job_id)
+        if keys is None:
+            raise JobNotFound(f"job {job_id!r} does not exist in queue {self.name!r}")
+        return (yield from results.wait_for_job(keys, job_id, timeout))
+
+    def _obliterate_op(self, force: bool) -> Op[None]:
+        if self.partitioned and not force:  # refuse before any partition is deleted
+            counts = yield from partitions.counts(self.parts)
+            if counts.active:
+                raise QueueBusyError(
+                    f"refusing: {counts.active} jobs of {self.name!r} are active; "
+                    "pass force=True to delete them anyway"
+                )
+        yield from self._each(lambda keys: ops.obliterate(keys, force))
+        if self.partitioned:
+            yield from partitions.forget(self.name)
+            yield from ops.forget_queue(self.name)

@@ -368,6 +368,11 @@ def _tls_query(kwargs: dict[str, Any]) -> str:
     return urlencode(pairs)
 
 
+def is_cluster(client: AsyncClient | SyncClient) -> bool:
+    """Whether the client talks to a cluster (keys of different slots live apart)."""
+    return isinstance(client, redis.cluster.RedisCluster | redis.asyncio.RedisCluster)
+
+
 def client_url(client: AsyncClient | SyncClient) -> str:
     """A URL for where an existing client points: for messages, and to open a second client."""
     if isinstance(client, redis.cluster.RedisCluster | redis.asyncio.RedisCluster):

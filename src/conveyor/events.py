@@ -11,12 +11,16 @@ from conveyor.ops import Command, Op
 
 
 class Event(msgspec.Struct, frozen=True):
-    """One state change. ``id`` is the stream id: resume from it to miss nothing."""
+    """One state change. ``id`` is the stream id: resume from it to miss nothing.
+
+    ``queue`` is the queue (for a partitioned queue, the partition) that wrote it.
+    """
 
     id: str
     event: str
     job_id: str
     fields: dict[str, str]
+    queue: str = ""
 
     @property
     def timestamp(self) -> float:
@@ -24,11 +28,12 @@ class Event(msgspec.Struct, frozen=True):
         return int(self.id.split("-", 1)[0]) / 1000
 
 
-def _event(raw_id: bytes, raw_fields: dict[bytes, bytes] | list[bytes]) -> Event:
+def parse_event(raw_id: bytes, raw_fields: dict[bytes, bytes] | list[bytes], queue: str) -> Event:
+    """An event from its stream entry."""
     if isinstance(raw_fields, list):
         raw_fields = dict(zip(raw_fields[::2], raw_fields[1::2], strict=True))
     fields = {k.decode(): v.decode(errors="replace") for k, v in raw_fields.items()}
-    return Event(raw_id.decode(), fields.pop("event", ""), fields.pop("job", ""), fields)
+    return Event(raw_id.decode(), fields.pop("event", ""), fields.pop("job", ""), fields, queue)
 
 
 def read_events(
@@ -42,7 +47,7 @@ def read_events(
     if not reply:
         return []
     entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
-    return [_event(raw_id, fields) for raw_id, fields in entries]
+    return [parse_event(raw_id, fields, keys.queue) for raw_id, fields in entries]
 
 
 def last_event_id(keys: QueueKeys) -> Op[str]:

@@ -40,8 +40,13 @@ QUEUE_KEYS: dict[str, str] = {
 
 #: Global set of known queue names (outside any hash tag; never touched by a script).
 QUEUE_REGISTRY = f"{KEY_PREFIX}:queues"
+#: Global hash: partitioned queue name -> its number of partitions (outside any hash tag).
+PARTITIONS = f"{KEY_PREFIX}:partitions"
+#: Separates a partitioned queue's name from a partition's number: ``emails~3``.
+PARTITION_SEPARATOR = "~"
 
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+# A name, optionally followed by a partition number (which user names cannot contain).
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}(~[0-9]{1,4})?$")
 
 
 def validate_queue_name(name: str) -> str:
@@ -51,6 +56,16 @@ def validate_queue_name(name: str) -> str:
             f"invalid queue name {name!r}: use 1-200 letters, digits, '_', '.', ':' or '-'"
         )
     return name
+
+
+def partition_name(queue: str, index: int) -> str:
+    """The name of partition ``index`` of the partitioned queue ``queue``."""
+    return f"{queue}{PARTITION_SEPARATOR}{index}"
+
+
+def logical_name(queue: str) -> str:
+    """The queue a partition belongs to (a name without a partition number is its own)."""
+    return queue.partition(PARTITION_SEPARATOR)[0]
 
 
 @dataclass(frozen=True)

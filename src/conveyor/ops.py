@@ -149,6 +149,8 @@ class JobSpec:
     #: A group key (a tenant, an API account): fair fetch across groups, per-group limits.
     group: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: On a partitioned queue: jobs with the same key go to the same partition, in order.
+    partition_key: str | None = None
 
 
 def priority_band(priority: int) -> int:
@@ -441,8 +443,12 @@ def obliterate(keys: QueueKeys, force: bool = False, batch: int = 1000) -> Op[No
     while True:
         (more,) = yield [call("obliterate", keys, int(force), batch)]
         if not more:
-            yield [Command(("SREM", QUEUE_REGISTRY, keys.queue))]
-            return
+            return (yield from forget_queue(keys.queue))
+
+
+def forget_queue(name: str) -> Op[None]:
+    """Take the queue's name out of the registry of known queues."""
+    yield [Command(("SREM", QUEUE_REGISTRY, name))]
 
 
 def register_queue(name: str) -> Op[None]:

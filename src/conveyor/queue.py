@@ -10,11 +10,12 @@ from typing import Any, TypeVar
 
 import redis.asyncio
 
-from conveyor import connection, defaults, ops, results, schedules
+from conveyor import connection, defaults, ops, partitions, results, schedules
 from conveyor._queue_base import QueueBase
 from conveyor.dead_letters import DeadLetters
-from conveyor.events import Event, last_event_id, read_events
+from conveyor.events import Event
 from conveyor.job import Job, JobState
+from conveyor.keys import QueueKeys
 from conveyor.metrics import QueueMetrics, queue_metrics
 from conveyor.ops import Counts, Dedup, Durable, JobSpec, Limits, QueueOptions
 from conveyor.retry import Backoff
@@ -30,6 +31,10 @@ class Queue(QueueBase):
     ``url`` may be ``redis://``, ``rediss://`` or ``unix://``; with neither ``url`` nor
     ``client`` (and no ``CONVEYOR_URL``) the embedded server is used. Nothing connects
     until the first call.
+
+    ``partitions=N`` declares a partitioned queue: N ordinary queues, each in its own
+    cluster slot, used as one (see docs/scaling.md). The number is recorded on the server
+    at the first call; a queue opened without ``partitions`` finds it there.
     """
 
     def __init__(
@@ -39,8 +44,9 @@ class Queue(QueueBase):
         url: str | None = None,
         client: redis.asyncio.Redis | None = None,
         options: QueueOptions | None = None,
+        partitions: int | None = None,
     ) -> None:
-        super().__init__(name, options)
+        super().__init__(name, options, partitions)
         self._url = url
         self._client = client
         self._transport: AsyncTransport | None = None
@@ -55,6 +61,12 @@ class Queue(QueueBase):
         transport = self._transport or await self._connect()
         return await transport.run(op)
 
+    async def _parts(self) -> list[QueueKeys]:
+        """The keys of each partition, once connected (one for an unpartitioned queue)."""
+        if self._transport is None:
+            await self._connect()
+        return self.parts
+
     async def _connect(self) -> AsyncTransport:
         async with self._connecting:
             if self._transport is not None:
@@ -68,7 +80,7 @@ class Queue(QueueBase):
             url = await asyncio.to_thread(connection.resolve_url, self._url)
             transport = AsyncTransport(connection.async_client(url), url)
         try:
-            await transport.run(ops.register_queue(self.name))
+            await transport.run(self._setup_op())
         except BaseException:
             if self._client is None:  # ours: do not leak a pool per failed attempt
                 await transport.close()
@@ -91,18 +103,21 @@ class Queue(QueueBase):
         retention: float | None = None,
         dedup: Dedup | None = None,
         group: str | None = None,
+        partition_key: str | None = None,
         durable: Durable | None = None,
     ) -> Job:
         """Add a job for the handler ``name``; a repeated ``id`` returns the existing job.
 
         ``dedup`` drops (or, with ``debounce``, merges) jobs with the same key within a
         window; see :class:`~conveyor.Dedup`. ``group`` puts the job in a group (a tenant,
-        an account): groups are served in turn and can have their own limits.
+        an account): groups are served in turn and can have their own limits. On a
+        partitioned queue, jobs with the same ``partition_key`` go to one partition, in order.
         """
+        await self._parts()
         op = self._enqueue_op(
             name, payload, id=id, delay=delay, run_at=run_at, priority=priority,
             attempts=attempts, timeout=timeout, backoff=backoff, retention=retention,
-            dedup=dedup, group=group, durable=durable,
+            dedup=dedup, group=group, partition_key=partition_key, durable=durable,
         )  # fmt: skip
         return (await self._run(op))[0]
 
@@ -110,25 +125,29 @@ class Queue(QueueBase):
         self, jobs: Iterable[JobSpec | tuple[str, Any]], *, durable: Durable | None = None
     ) -> list[Job]:
         """Add many jobs in one round trip."""
+        await self._parts()
         return await self._run(self._enqueue_many_op(jobs, durable))
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job with this id, or ``None``."""
-        return await self._run(ops.get_job(self.keys, job_id))
+        return await self._run(partitions.find_job(await self._parts(), job_id))
 
     async def counts(self) -> Counts:
         """How many jobs are in each state, whether the queue is paused, live workers."""
-        return await self._run(ops.counts(self.keys))
+        return await self._run(partitions.counts(await self._parts()))
 
     async def list_jobs(
         self, state: JobState | str, *, offset: int = 0, limit: int = 50
     ) -> list[Job]:
-        """One page of the jobs in ``state``."""
-        return await self._run(self._list_op(state, offset, limit))
+        """One page of the jobs in ``state`` (merged across partitions)."""
+        parts = await self._parts()
+        return await self._run(partitions.list_jobs(parts, JobState(state), offset, limit))
 
     async def remove(self, job_id: str) -> bool:
         """Delete a job that is not active; ``False`` if it did not exist."""
-        return await self._run(ops.remove(self.keys, job_id, self.options))
+        await self._parts()
+        op = self._by_id(job_id, lambda keys: ops.remove(keys, job_id, self.options), False)
+        return await self._run(op)
 
     async def cancel(self, job_id: str) -> str | None:
         """Cancel a job from anywhere.
@@ -139,55 +158,76 @@ class Queue(QueueBase):
         ``ctx.cancelled`` become true; it ends as cancelled and is not retried. A finished
         job is left alone (its state is returned); ``None`` if there is no such job.
         """
-        return await self._run(ops.cancel(self.keys, self.options, job_id))
+        await self._parts()
+        op = self._by_id(job_id, lambda keys: ops.cancel(keys, self.options, job_id), None)
+        return await self._run(op)
 
     async def set_priority(self, job_id: str, priority: int) -> bool:
         """Change the priority of a waiting or delayed job."""
-        return await self._run(ops.set_priority(self.keys, self.options, job_id, priority))
+        await self._parts()
+        op = self._by_id(
+            job_id, lambda keys: ops.set_priority(keys, self.options, job_id, priority), False
+        )
+        return await self._run(op)
 
     async def reschedule(self, job_id: str, delay: float) -> bool:
         """Make a waiting or delayed job due ``delay`` seconds from now."""
-        return await self._run(ops.reschedule(self.keys, self.options, job_id, delay))
+        await self._parts()
+        op = self._by_id(
+            job_id, lambda keys: ops.reschedule(keys, self.options, job_id, delay), False
+        )
+        return await self._run(op)
 
     async def promote(self, job_id: str) -> bool:
         """Run a delayed job now."""
         return await self.reschedule(job_id, 0)
 
     async def schedule(self, schedule: Schedule) -> float:
-        """Create or replace (by id) a schedule; returns its next run time (Unix time)."""
-        return await self._run(schedules.upsert(self.keys, schedule))
+        """Create or replace (by id) a schedule; returns its next run time (Unix time).
+
+        A partitioned queue keeps its schedules, and their jobs, in its first partition.
+        """
+        return await self._run(schedules.upsert((await self._parts())[0], schedule))
 
     async def unschedule(self, schedule_id: str) -> bool:
         """Remove a schedule; ``False`` if there was none."""
-        return await self._run(schedules.remove(self.keys, schedule_id))
+        return await self._run(schedules.remove((await self._parts())[0], schedule_id))
 
     async def schedules(self) -> list[ScheduleEntry]:
         """Every schedule of this queue, with its next run time."""
-        return await self._run(schedules.entries(self.keys))
+        return await self._run(schedules.entries((await self._parts())[0]))
 
     async def set_limits(self, limits: Limits) -> None:
-        """Set queue-wide concurrency and rate limits (enforced by the server at fetch)."""
-        await self._run(ops.set_limits(self.keys, limits))
+        """Set queue-wide concurrency and rate limits (enforced by the server at fetch).
+
+        On a partitioned queue the limits apply to each partition separately.
+        """
+        await self._parts()
+        await self._run(self._each(lambda keys: ops.set_limits(keys, limits)))
 
     async def limits(self) -> Limits:
         """The queue's current limits."""
-        return await self._run(ops.get_limits(self.keys))
+        return await self._run(ops.get_limits((await self._parts())[0]))
 
     async def pause(self) -> None:
         """Stop workers from starting new jobs of this queue (nothing is lost)."""
-        await self._run(ops.pause(self.keys, self.options))
+        await self._parts()
+        await self._run(self._each(lambda keys: ops.pause(keys, self.options)))
 
     async def resume(self) -> None:
         """Let workers start jobs again."""
-        await self._run(ops.resume(self.keys, self.options))
+        await self._parts()
+        await self._run(self._each(lambda keys: ops.resume(keys, self.options)))
 
     async def drain(self) -> int:
         """Remove every waiting and delayed job; returns how many were removed."""
-        return await self._run(ops.drain(self.keys, self.options))
+        await self._parts()
+        return sum(await self._run(self._each(lambda keys: ops.drain(keys, self.options))))
 
     async def obliterate(self, *, force: bool = False) -> None:
         """Delete the queue and all its jobs; refuses while jobs are active unless forced."""
-        await self._run(ops.obliterate(self.keys, force))
+        await self._parts()
+        await self._run(self._obliterate_op(force))
 
     async def wait(self, job_id: str, *, timeout: float | None = None) -> Job:
         """Wait until the job is completed or dead and return it; no polling.
@@ -195,7 +235,8 @@ class Queue(QueueBase):
         Raises :class:`~conveyor.ResultTimeout` after ``timeout`` seconds and
         :class:`~conveyor.JobNotFound` if there is no such job.
         """
-        return await self._run(results.wait_for_job(self.keys, job_id, timeout))
+        await self._parts()
+        return await self._run(self._wait_op(job_id, timeout))
 
     async def result(self, job_id: str, *, timeout: float | None = None) -> Any:
         """Wait for the job and return its handler's return value.
@@ -210,19 +251,24 @@ class Queue(QueueBase):
 
         ``last_id="$"`` starts with new events; pass the ``id`` of the last event you saw
         to resume after a disconnect without missing any (while they are still in the
-        capped stream), or ``"0"`` for the oldest kept.
+        capped stream), or ``"0"`` for the oldest kept. The events of a partitioned queue
+        are merged by time; resuming there may repeat events of the same millisecond.
         """
-        position = last_id
-        if position == "$":
-            position = await self._run(last_event_id(self.keys))
+        parts = await self._parts()
+        positions = await self._run(partitions.start_positions(parts, last_id))
+        together = self._transport is not None and not connection.is_cluster(
+            self._transport.client
+        )
         while True:
-            for event in await self._run(read_events(self.keys, position, block=block)):
-                position = event.id
+            op = partitions.read_events_of(parts, positions, block=block, together=together)
+            for event in await self._run(op):
                 yield event
 
     async def metrics(self, *, window: float = 3600.0) -> QueueMetrics:
         """Counts, throughput per minute, processing-time buckets, ages and live workers."""
-        return await self._run(queue_metrics(self.keys, window))
+        parts = await self._parts()
+        each = await self._run(partitions.gather([queue_metrics(k, window) for k in parts]))
+        return partitions.merge_metrics(self.name, each)
 
     async def close(self) -> None:
         """Close the connection this queue opened (not a client that was passed in)."""

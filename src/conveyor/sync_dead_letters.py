@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor import codec, dlq_ops
+from conveyor import codec, dlq_ops, partitions
 from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
 from conveyor.keys import QueueKeys
 
@@ -27,8 +27,10 @@ class SyncDeadLetters:
         self, where: DeadFilter | None = None, *, cursor: int = 0, limit: int = 50
     ) -> DeadPage:
         """A page of dead jobs, newest first, filtered by ``where``."""
-        op = dlq_ops.list_dead(self.queue.keys, where or DeadFilter(), cursor, limit)
-        return self.queue._run(op)
+        parts = self.queue._parts()
+        return self.queue._run(
+            partitions.list_dead(parts, where or DeadFilter(), cursor, limit)
+        )
 
     def replay(
         self,
@@ -47,18 +49,25 @@ class SyncDeadLetters:
         queue instead; ``payload`` replaces the payload of a single job (fix, then replay).
         """
         queue = self.queue
+        parts = queue._parts()
         if payload is not _KEEP:
             if ids is None or len(ids) != 1:
                 raise ValueError("an edited payload replays exactly one job: pass ids=[id]")
             data = codec.encode(payload, limit=queue.options.max_payload_bytes)
-            replayed = queue._run(dlq_ops.replay(queue.keys, queue.options, ids, data))
+            ((keys, _),) = queue._run(partitions.dead_select(parts, ids, None, False))
+            replayed = queue._run(dlq_ops.replay(keys, queue.options, ids, data))
             return BulkResult(1, len(replayed), replayed, dry_run=False)
-        chosen = queue._run(dlq_ops.select(queue.keys, ids, where, all))
+        chosen = queue._run(partitions.dead_select(parts, ids, where, all))
         target = QueueKeys(to) if to else None
-        op = dlq_ops.bulk_replay(
-            queue.keys, queue.options, chosen, target=target, rate=rate, dry_run=dry_run
-        )
-        return queue._run(op)
+        done = [
+            queue._run(
+                dlq_ops.bulk_replay(
+                    keys, queue.options, found, target=target, rate=rate, dry_run=dry_run
+                )
+            )
+            for keys, found in chosen
+        ]
+        return partitions.sum_bulk(done, dry_run)
 
     def drop(
         self,
@@ -71,21 +80,34 @@ class SyncDeadLetters:
     ) -> BulkResult:
         """Delete dead jobs for good: ids, a filter, all, or those dead for ``older_than`` s."""
         queue = self.queue
-        chosen = queue._run(dlq_ops.select(queue.keys, ids, where, all, older_than))
-        return queue._run(dlq_ops.bulk_drop(queue.keys, queue.options, chosen,
-                                                  dry_run=dry_run))  # fmt: skip
+        parts = queue._parts()
+        chosen = queue._run(partitions.dead_select(parts, ids, where, all, older_than))
+        done = [
+            queue._run(dlq_ops.bulk_drop(keys, queue.options, found, dry_run=dry_run))
+            for keys, found in chosen
+        ]
+        return partitions.sum_bulk(done, dry_run)
 
     def kill(self, job_id: str) -> bool:
         """Send a waiting or delayed job to the dead-letter set (reason ``killed``)."""
-        return self.queue._run(dlq_ops.kill(self.queue.keys, self.queue.options, job_id))
+        queue = self.queue
+        queue._parts()
+        return queue._run(
+            queue._by_id(job_id, lambda keys: dlq_ops.kill(keys, queue.options, job_id), False)
+        )
 
     def export(self, path: str | Path, where: DeadFilter | None = None) -> int:
         """Write matching dead jobs to ``path`` as JSON lines; returns how many."""
-        lines = self.queue._run(dlq_ops.export_lines(self.queue.keys, where or DeadFilter()))
+        parts = self.queue._parts()
+        filter_ = where or DeadFilter()
+        each = self.queue._run(
+            partitions.gather([dlq_ops.export_lines(keys, filter_) for keys in parts])
+        )
         with open(path, "wb") as out:
-            for line in lines:
-                out.write(line + b"\n")
-        return len(lines)
+            for lines in each:
+                for line in lines:
+                    out.write(line + b"\n")
+        return sum(len(lines) for lines in each)
 
     def import_(self, path: str | Path) -> int:
         """Read jobs exported by :meth:`export` back into this dead-letter set."""
@@ -93,6 +115,8 @@ class SyncDeadLetters:
         with open(path, "rb") as lines:
             for line in lines:
                 if line.strip():
-                    op = dlq_ops.import_line(self.queue.keys, self.queue.options, line)
+                    parts = self.queue._parts()
+                    keys = partitions.import_target(parts, line)
+                    op = dlq_ops.import_line(keys, self.queue.options, line)
                     imported += self.queue._run(op)
         return imported

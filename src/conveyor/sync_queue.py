@@ -11,11 +11,12 @@ from typing import Any, TypeVar
 
 import redis
 
-from conveyor import connection, defaults, ops, results, schedules
+from conveyor import connection, defaults, ops, partitions, results, schedules
 from conveyor._queue_base import QueueBase
 from conveyor.sync_dead_letters import SyncDeadLetters
-from conveyor.events import Event, last_event_id, read_events
+from conveyor.events import Event
 from conveyor.job import Job, JobState
+from conveyor.keys import QueueKeys
 from conveyor.metrics import QueueMetrics, queue_metrics
 from conveyor.ops import Counts, Dedup, Durable, JobSpec, Limits, QueueOptions
 from conveyor.retry import Backoff
@@ -31,6 +32,10 @@ class SyncQueue(QueueBase):
     ``url`` may be ``redis://``, ``rediss://`` or ``unix://``; with neither ``url`` nor
     ``client`` (and no ``CONVEYOR_URL``) the embedded server is used. Nothing connects
     until the first call.
+
+    ``partitions=N`` declares a partitioned queue: N ordinary queues, each in its own
+    cluster slot, used as one (see docs/scaling.md). The number is recorded on the server
+    at the first call; a queue opened without ``partitions`` finds it there.
     """
 
     def __init__(
@@ -40,8 +45,9 @@ class SyncQueue(QueueBase):
         url: str | None = None,
         client: redis.Redis | None = None,
         options: QueueOptions | None = None,
+        partitions: int | None = None,
     ) -> None:
-        super().__init__(name, options)
+        super().__init__(name, options, partitions)
         self._url = url
         self._client = client
         self._transport: SyncTransport | None = None
@@ -56,6 +62,12 @@ class SyncQueue(QueueBase):
         transport = self._transport or self._connect()
         return transport.run(op)
 
+    def _parts(self) -> list[QueueKeys]:
+        """The keys of each partition, once connected (one for an unpartitioned queue)."""
+        if self._transport is None:
+            self._connect()
+        return self.parts
+
     def _connect(self) -> SyncTransport:
         with self._connecting:
             if self._transport is not None:
@@ -69,7 +81,7 @@ class SyncQueue(QueueBase):
             url = connection.resolve_url(self._url)
             transport = SyncTransport(connection.sync_client(url), url)
         try:
-            transport.run(ops.register_queue(self.name))
+            transport.run(self._setup_op())
         except BaseException:
             if self._client is None:  # ours: do not leak a pool per failed attempt
                 transport.close()
@@ -92,18 +104,21 @@ class SyncQueue(QueueBase):
         retention: float | None = None,
         dedup: Dedup | None = None,
         group: str | None = None,
+        partition_key: str | None = None,
         durable: Durable | None = None,
     ) -> Job:
         """Add a job for the handler ``name``; a repeated ``id`` returns the existing job.
 
         ``dedup`` drops (or, with ``debounce``, merges) jobs with the same key within a
         window; see :class:`~conveyor.Dedup`. ``group`` puts the job in a group (a tenant,
-        an account): groups are served in turn and can have their own limits.
+        an account): groups are served in turn and can have their own limits. On a
+        partitioned queue, jobs with the same ``partition_key`` go to one partition, in order.
         """
+        self._parts()
         op = self._enqueue_op(
             name, payload, id=id, delay=delay, run_at=run_at, priority=priority,
             attempts=attempts, timeout=timeout, backoff=backoff, retention=retention,
-            dedup=dedup, group=group, durable=durable,
+            dedup=dedup, group=group, partition_key=partition_key, durable=durable,
         )  # fmt: skip
         return (self._run(op))[0]
 
@@ -111,25 +126,29 @@ class SyncQueue(QueueBase):
         self, jobs: Iterable[JobSpec | tuple[str, Any]], *, durable: Durable | None = None
     ) -> list[Job]:
         """Add many jobs in one round trip."""
+        self._parts()
         return self._run(self._enqueue_many_op(jobs, durable))
 
     def get_job(self, job_id: str) -> Job | None:
         """The job with this id, or ``None``."""
-        return self._run(ops.get_job(self.keys, job_id))
+        return self._run(partitions.find_job(self._parts(), job_id))
 
     def counts(self) -> Counts:
         """How many jobs are in each state, whether the queue is paused, live workers."""
-        return self._run(ops.counts(self.keys))
+        return self._run(partitions.counts(self._parts()))
 
     def list_jobs(
         self, state: JobState | str, *, offset: int = 0, limit: int = 50
     ) -> list[Job]:
-        """One page of the jobs in ``state``."""
-        return self._run(self._list_op(state, offset, limit))
+        """One page of the jobs in ``state`` (merged across partitions)."""
+        parts = self._parts()
+        return self._run(partitions.list_jobs(parts, JobState(state), offset, limit))
 
     def remove(self, job_id: str) -> bool:
         """Delete a job that is not active; ``False`` if it did not exist."""
-        return self._run(ops.remove(self.keys, job_id, self.options))
+        self._parts()
+        op = self._by_id(job_id, lambda keys: ops.remove(keys, job_id, self.options), False)
+        return self._run(op)
 
     def cancel(self, job_id: str) -> str | None:
         """Cancel a job from anywhere.
@@ -140,55 +159,76 @@ class SyncQueue(QueueBase):
         ``ctx.cancelled`` become true; it ends as cancelled and is not retried. A finished
         job is left alone (its state is returned); ``None`` if there is no such job.
         """
-        return self._run(ops.cancel(self.keys, self.options, job_id))
+        self._parts()
+        op = self._by_id(job_id, lambda keys: ops.cancel(keys, self.options, job_id), None)
+        return self._run(op)
 
     def set_priority(self, job_id: str, priority: int) -> bool:
         """Change the priority of a waiting or delayed job."""
-        return self._run(ops.set_priority(self.keys, self.options, job_id, priority))
+        self._parts()
+        op = self._by_id(
+            job_id, lambda keys: ops.set_priority(keys, self.options, job_id, priority), False
+        )
+        return self._run(op)
 
     def reschedule(self, job_id: str, delay: float) -> bool:
         """Make a waiting or delayed job due ``delay`` seconds from now."""
-        return self._run(ops.reschedule(self.keys, self.options, job_id, delay))
+        self._parts()
+        op = self._by_id(
+            job_id, lambda keys: ops.reschedule(keys, self.options, job_id, delay), False
+        )
+        return self._run(op)
 
     def promote(self, job_id: str) -> bool:
         """Run a delayed job now."""
         return self.reschedule(job_id, 0)
 
     def schedule(self, schedule: Schedule) -> float:
-        """Create or replace (by id) a schedule; returns its next run time (Unix time)."""
-        return self._run(schedules.upsert(self.keys, schedule))
+        """Create or replace (by id) a schedule; returns its next run time (Unix time).
+
+        A partitioned queue keeps its schedules, and their jobs, in its first partition.
+        """
+        return self._run(schedules.upsert((self._parts())[0], schedule))
 
     def unschedule(self, schedule_id: str) -> bool:
         """Remove a schedule; ``False`` if there was none."""
-        return self._run(schedules.remove(self.keys, schedule_id))
+        return self._run(schedules.remove((self._parts())[0], schedule_id))
 
     def schedules(self) -> list[ScheduleEntry]:
         """Every schedule of this queue, with its next run time."""
-        return self._run(schedules.entries(self.keys))
+        return self._run(schedules.entries((self._parts())[0]))
 
     def set_limits(self, limits: Limits) -> None:
-        """Set queue-wide concurrency and rate limits (enforced by the server at fetch)."""
-        self._run(ops.set_limits(self.keys, limits))
+        """Set queue-wide concurrency and rate limits (enforced by the server at fetch).
+
+        On a partitioned queue the limits apply to each partition separately.
+        """
+        self._parts()
+        self._run(self._each(lambda keys: ops.set_limits(keys, limits)))
 
     def limits(self) -> Limits:
         """The queue's current limits."""
-        return self._run(ops.get_limits(self.keys))
+        return self._run(ops.get_limits((self._parts())[0]))
 
     def pause(self) -> None:
         """Stop workers from starting new jobs of this queue (nothing is lost)."""
-        self._run(ops.pause(self.keys, self.options))
+        self._parts()
+        self._run(self._each(lambda keys: ops.pause(keys, self.options)))
 
     def resume(self) -> None:
         """Let workers start jobs again."""
-        self._run(ops.resume(self.keys, self.options))
+        self._parts()
+        self._run(self._each(lambda keys: ops.resume(keys, self.options)))
 
     def drain(self) -> int:
         """Remove every waiting and delayed job; returns how many were removed."""
-        return self._run(ops.drain(self.keys, self.options))
+        self._parts()
+        return sum(self._run(self._each(lambda keys: ops.drain(keys, self.options))))
 
     def obliterate(self, *, force: bool = False) -> None:
         """Delete the queue and all its jobs; refuses while jobs are active unless forced."""
-        self._run(ops.obliterate(self.keys, force))
+        self._parts()
+        self._run(self._obliterate_op(force))
 
     def wait(self, job_id: str, *, timeout: float | None = None) -> Job:
         """Wait until the job is completed or dead and return it; no polling.
@@ -196,7 +236,8 @@ class SyncQueue(QueueBase):
         Raises :class:`~conveyor.ResultTimeout` after ``timeout`` seconds and
         :class:`~conveyor.JobNotFound` if there is no such job.
         """
-        return self._run(results.wait_for_job(self.keys, job_id, timeout))
+        self._parts()
+        return self._run(self._wait_op(job_id, timeout))
 
     def result(self, job_id: str, *, timeout: float | None = None) -> Any:
         """Wait for the job and return its handler's return value.
@@ -211,19 +252,24 @@ class SyncQueue(QueueBase):
 
         ``last_id="$"`` starts with new events; pass the ``id`` of the last event you saw
         to resume after a disconnect without missing any (while they are still in the
-        capped stream), or ``"0"`` for the oldest kept.
+        capped stream), or ``"0"`` for the oldest kept. The events of a partitioned queue
+        are merged by time; resuming there may repeat events of the same millisecond.
         """
-        position = last_id
-        if position == "$":
-            position = self._run(last_event_id(self.keys))
+        parts = self._parts()
+        positions = self._run(partitions.start_positions(parts, last_id))
+        together = self._transport is not None and not connection.is_cluster(
+            self._transport.client
+        )
         while True:
-            for event in self._run(read_events(self.keys, position, block=block)):
-                position = event.id
+            op = partitions.read_events_of(parts, positions, block=block, together=together)
+            for event in self._run(op):
                 yield event
 
     def metrics(self, *, window: float = 3600.0) -> QueueMetrics:
         """Counts, throughput per minute, processing-time buckets, ages and live workers."""
-        return self._run(queue_metrics(self.keys, window))
+        parts = self._parts()
+        each = self._run(partitions.gather([queue_metrics(k, window) for k in parts]))
+        return partitions.merge_metrics(self.name, each)
 
     def close(self) -> None:
         """Close the connection this queue opened (not a client that was passed in)."""

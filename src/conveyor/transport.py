@@ -39,23 +39,21 @@ def _args(item: Call) -> tuple[Any, ...]:
     return ("EVALSHA", item.script.sha, len(item.keys), *item.keys, *item.args)
 
 
-def _first_key(calls: Sequence[Call]) -> str | None:
-    for item in calls:
-        if isinstance(item, ScriptCall) and item.keys:
-            return item.keys[0]
-    return None
-
-
 def _route_keys(calls: Sequence[Call]) -> list[str | None]:
     """Per call, the key whose node must run it on a cluster: ``None`` when the client can
     tell from the call itself, ``""`` for a keyless command (any node will do), and for a
-    ``WAIT`` the first key of the round trip, so it waits for the writes made before it."""
-    first = _first_key(calls)
+    ``WAIT`` the key of the script call before it, so it waits for that call's writes
+    (a round trip may write to several partitions, each followed by its own ``WAIT``)."""
+    last_written = ""
     out: list[str | None] = []
     for item in calls:
-        name = str(item.args[0]).upper() if isinstance(item, Command) else ""
+        if isinstance(item, ScriptCall):
+            last_written = item.keys[0] if item.keys else last_written
+            out.append(None)
+            continue
+        name = str(item.args[0]).upper()
         if name in _FOLLOWERS:
-            out.append(first or "")
+            out.append(last_written)
         elif name in _KEYLESS:
             out.append("")
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from conveyor import ops
-from conveyor.events import Event, _event
+from conveyor.events import Event, parse_event
 from conveyor.job import Job, JobState, job_from_hash
 from conveyor.keys import QUEUE_REGISTRY, QueueKeys
 from conveyor.ops import Call, Command, Op
@@ -81,5 +81,5 @@ def _fetch(keys: QueueKeys, ids: list[str], cursor: int | None, scanned: int) ->
 def job_events(keys: QueueKeys, job_id: str, scan: int = EVENTS_SCAN) -> Op[list[Event]]:
     """The events of one job among the newest ``scan`` of its queue, oldest first."""
     (reply,) = yield [Command(("XREVRANGE", keys.key("events"), "+", "-", "COUNT", scan))]
-    events = [_event(raw_id, fields) for raw_id, fields in reply]
+    events = [parse_event(raw_id, fields, keys.queue) for raw_id, fields in reply]
     return [event for event in reversed(events) if event.job_id == job_id]

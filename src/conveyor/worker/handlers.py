@@ -40,6 +40,7 @@ def make_handler(
     """Describe ``function`` as the handler of jobs called ``name`` (default: its name)."""
     if not callable(function):
         raise TypeError(f"a handler must be callable, got {function!r}")
+    _check_arguments(function)
     if process:
         check_process_handler(function)
     return Handler(
@@ -51,6 +52,18 @@ def make_handler(
         permanent=tuple(permanent),
         process=process,
     )
+
+
+def _check_arguments(function: HandlerFunction) -> None:
+    """Refuse at registration a function that cannot be called as ``function(ctx, payload)``."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # a builtin or C function without a signature: trust it
+        return
+    try:
+        signature.bind(None, None)
+    except TypeError:
+        raise TypeError(f"handler {function!r} must accept two arguments: (ctx, payload)") from None
 
 
 def check_process_handler(function: HandlerFunction) -> None:

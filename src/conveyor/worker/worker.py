@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 import redis.asyncio
 
-from conveyor import connection, defaults, dlq_ops, ops, schedules
+from conveyor import connection, defaults, dlq_ops, ops, partitions, schedules
 from conveyor.errors import RateLimited, ServerUnavailable, UnsafeServerError
 from conveyor.health import server_safety
 from conveyor.job import AttemptCause, Job
@@ -68,6 +68,8 @@ class Worker:
         names = [queues] if isinstance(queues, str) else list(queues)
         if not names:
             raise ValueError("a worker needs at least one queue")
+        self.queue_names = [QueueKeys(name).queue for name in names]
+        #: The queues it serves: a partitioned queue's partitions, found at start.
         self.queues = [QueueKeys(name) for name in names]
         self.url = url
         self.client = client
@@ -202,8 +204,12 @@ class Worker:
                 f"refusing to start: {safety.problems()[0]} "
                 "(or pass allow_unsafe_server=True / --allow-unsafe-server)"
             )
-        for keys in self.queues:
-            await transport.run(ops.register_queue(keys.queue))
+        served: list[QueueKeys] = []
+        for name in self.queue_names:
+            await transport.run(ops.register_queue(name))
+            count = await transport.run(partitions.resolve(name, None))
+            served += partitions.keys_of(name, count)
+        self.queues = served
 
 
 class _Session:
