@@ -233,3 +233,19 @@ def test_the_sync_face_uses_partitions_too(server_url: str, queue_name: str) -> 
         assert q.counts().waiting == 9
         assert q.get_job(jobs[4].id) is not None
         q.obliterate()
+
+
+def test_the_cli_shows_a_partitioned_queue_as_one(server_url: str, queue_name: str) -> None:
+    from conveyor.cli import main
+    from tests.cli_runner import invoke_json
+
+    with conveyor.SyncQueue(queue_name, url=server_url, partitions=3) as q:
+        q.enqueue_many([("work", n) for n in range(5)])
+        made = invoke_json(main, "enqueue", queue_name, "work", "7", "--partition-key", "k")
+        (row,) = invoke_json(main, "status", queue_name)["queues"]
+        assert (row["queue"], row["waiting"], row["partitions"]) == (queue_name, 6, 3)
+        listed = invoke_json(main, "jobs", queue_name, "--state", "waiting")
+        assert len(listed) == 6
+        shown = invoke_json(main, "job", queue_name, made["id"])
+        assert shown["payload"] == 7
+        q.obliterate()

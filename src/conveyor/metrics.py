@@ -78,6 +78,7 @@ class QueueMetrics(msgspec.Struct, frozen=True):
     oldest_waiting_age: float | None  # seconds the next job to run has waited
     oldest_dead_age: float | None  # seconds since the oldest dead job died
     workers: list[WorkerInfo]
+    partitions: int = 1  # a partitioned queue's metrics add up its partitions'
 
     def processing_time(self, fraction: float) -> float | None:
         """Processing-time quantile (seconds, bucket upper bound) over the window."""

@@ -27,7 +27,7 @@ from conveyor.errors import ConveyorError
 from conveyor.events import Event, parse_event, read_events
 from conveyor.job import Job, JobState
 from conveyor.keys import PARTITIONS, QueueKeys, logical_name, partition_name
-from conveyor.metrics import MinuteStats, QueueMetrics
+from conveyor.metrics import MinuteStats, QueueMetrics, queue_metrics
 from conveyor.ops import Call, Command, Counts, JobSpec, Op, Pause
 
 T = TypeVar("T")
@@ -80,6 +80,12 @@ def resolve(queue: str, declared: int | None) -> Op[int]:
 
 
 _STATES = ("waiting", "delayed", "active", "dead")
+
+
+def parts_of(queue: str) -> Op[list[QueueKeys]]:
+    """The keys of each partition of the queue called ``queue``, as the server records."""
+    count = yield from resolve(queue, None)
+    return keys_of(queue, count)
 
 
 def forget(queue: str) -> Op[None]:
@@ -282,7 +288,15 @@ def merge_metrics(queue: str, each: Sequence[QueueMetrics]) -> QueueMetrics:
         oldest_waiting_age=_oldest(m.oldest_waiting_age for m in each),
         oldest_dead_age=_oldest(m.oldest_dead_age for m in each),
         workers=sorted(workers.values(), key=lambda w: w.id),
+        partitions=len(each),
     )
+
+
+def logical_metrics(queue: str, window: float) -> Op[QueueMetrics]:
+    """The metrics of a queue by name, partitioned or not (for tools that list queues)."""
+    parts = yield from parts_of(queue)
+    each = yield from gather([queue_metrics(keys, window) for keys in parts])
+    return merge_metrics(queue, each)
 
 
 def _oldest(ages: Any) -> float | None:

@@ -17,10 +17,9 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from conveyor import connection, ops
+from conveyor import connection, ops, partitions
 from conveyor.errors import ConfigurationError
-from conveyor.keys import QueueKeys
-from conveyor.metrics import QueueMetrics, queue_metrics
+from conveyor.metrics import QueueMetrics
 from conveyor.transport import SyncTransport
 
 QUANTILES = (0.5, 0.9, 0.99)
@@ -39,7 +38,7 @@ class QueueCollector(Collector):
 
     def _snapshots(self) -> list[QueueMetrics]:
         names = self.queues or self.transport.run(ops.known_queues())
-        return [self.transport.run(queue_metrics(QueueKeys(n), self.window)) for n in names]
+        return [self.transport.run(partitions.logical_metrics(n, self.window)) for n in names]
 
     def collect(self) -> Iterator[Any]:
         jobs = GaugeMetricFamily(

@@ -39,6 +39,11 @@ def _payload(ctx: click.Context, param: click.Parameter, value: str | None) -> A
     help="Higher runs first.",
 )
 @click.option("--attempts", type=click.IntRange(min=1), default=None, help="Most attempts.")
+@click.option(
+    "--partition-key",
+    default=None,
+    help="On a partitioned queue: jobs with the same key go to one partition, in order.",
+)
 @url_option
 @json_option
 def enqueue(
@@ -49,6 +54,7 @@ def enqueue(
     delay: float | None,
     priority: int,
     attempts: int | None,
+    partition_key: str | None,
     url: str | None,
     as_json: bool,
 ) -> None:
@@ -56,8 +62,9 @@ def enqueue(
     with open_queue(queue, url) as q:
         try:
             job = q.enqueue(
-                name, payload, id=job_id, delay=delay, priority=priority, attempts=attempts
-            )
+                name, payload, id=job_id, delay=delay, priority=priority, attempts=attempts,
+                partition_key=partition_key,
+            )  # fmt: skip
         except ValueError as exc:  # a refused id or payload (PayloadError is one too)
             raise click.UsageError(str(exc)) from None
     if as_json:

@@ -10,11 +10,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from conveyor import ops
+from conveyor import partitions
 from conveyor.cli.common import connect, json_option, queue_argument, url_option
 from conveyor.cli.render import age, echo_json, job_builtins, job_error, timestamp
 from conveyor.job import Job, JobState
-from conveyor.keys import QueueKeys
 
 __all__ = ["job", "jobs"]
 
@@ -49,10 +48,12 @@ def jobs(
 ) -> None:
     """List the jobs of QUEUE; finished jobs newest first."""
     states = [JobState(state)] if state else list(JobState)
-    keys = QueueKeys(queue)
     with connect(url) as transport:
+        parts = transport.run(partitions.parts_of(queue))
         found = [
-            item for s in states for item in transport.run(ops.list_jobs(keys, s, offset, limit))
+            item
+            for s in states
+            for item in transport.run(partitions.list_jobs(parts, s, offset, limit))
         ]
     if as_json:
         echo_json([job_builtins(item) for item in found])
@@ -104,7 +105,8 @@ def job(queue: str, job_id: str, url: str | None, as_json: bool) -> None:
     Exits with status 1 when there is no such job.
     """
     with connect(url) as transport:
-        found = transport.run(ops.get_job(QueueKeys(queue), job_id))
+        parts = transport.run(partitions.parts_of(queue))
+        found = transport.run(partitions.find_job(parts, job_id))
     if found is None:
         raise click.ClickException(f"no job {job_id!r} in queue {queue!r}")
     if as_json:

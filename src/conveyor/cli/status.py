@@ -12,13 +12,12 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor import connection, ops
+from conveyor import connection, ops, partitions
 from conveyor.cli.common import connect, json_option, queue_argument, url_option
 from conveyor.cli.render import echo_json
 from conveyor.health import ServerSafety, server_safety
 from conveyor.job import JobState
-from conveyor.keys import QueueKeys
-from conveyor.metrics import QueueMetrics, queue_metrics
+from conveyor.metrics import QueueMetrics
 from conveyor.ops import Counts
 from conveyor.transport import SyncTransport
 
@@ -55,7 +54,7 @@ def status(
              "completed_last_minute": _last_minute(m), "completed_total": m.completed_total,
              "failed_total": m.failed_total, "dead_total": m.dead_total,
              "oldest_waiting_age": m.oldest_waiting_age, "oldest_dead_age": m.oldest_dead_age,
-             "workers_alive": [w.id for w in m.workers]}
+             "workers_alive": [w.id for w in m.workers], "partitions": m.partitions}
             for m in snapshots
         ]})  # fmt: skip
         return
@@ -65,7 +64,7 @@ def status(
 
 def _snapshots(transport: SyncTransport, queues: tuple[str, ...]) -> list[QueueMetrics]:
     names = list(queues) or transport.run(ops.known_queues())
-    return [transport.run(queue_metrics(QueueKeys(name), window=15 * 60)) for name in names]
+    return [transport.run(partitions.logical_metrics(name, window=15 * 60)) for name in names]
 
 
 def _watch(
@@ -130,7 +129,8 @@ def _counts_table(snapshots: list[QueueMetrics]) -> Table:
         numbers = [str(getattr(c, state)) for state in _STATES]
         paused = "[yellow]paused[/]" if c.paused else "no"
         table.add_row(
-            escape(m.queue), *numbers, paused, str(len(m.workers)), str(_last_minute(m)),
+            escape(m.queue) + (f" [dim]({m.partitions} partitions)[/]" if m.partitions > 1 else ""),
+            *numbers, paused, str(len(m.workers)), str(_last_minute(m)),
             _seconds(m.oldest_waiting_age), _seconds(m.oldest_dead_age),
         )  # fmt: skip
     return table

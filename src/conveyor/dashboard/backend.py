@@ -12,12 +12,12 @@ from typing import TypeVar
 
 import redis.asyncio
 
-from conveyor import connection, ops
+from conveyor import connection, ops, partitions
 from conveyor.dashboard import reads
 from conveyor.events import Event
 from conveyor.job import Job, JobState
-from conveyor.keys import QueueKeys, validate_queue_name
-from conveyor.metrics import QueueMetrics, WorkerInfo, queue_metrics
+from conveyor.keys import validate_queue_name
+from conveyor.metrics import QueueMetrics, WorkerInfo
 from conveyor.ops import Op
 from conveyor.queue import Queue
 from conveyor.transport import AsyncTransport
@@ -100,7 +100,7 @@ class Backend:
 
     async def metrics(self, name: str, window: float) -> QueueMetrics:
         """One queue's metrics over ``window`` seconds."""
-        return await self.run(queue_metrics(QueueKeys(name), window))
+        return await self.run(partitions.logical_metrics(name, window))
 
     async def all_metrics(self, window: float) -> list[QueueMetrics]:
         """Every shown queue's metrics."""
