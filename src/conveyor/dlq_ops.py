@@ -15,7 +15,7 @@ import msgspec
 
 from conveyor import codec
 from conveyor.job import DeadReason, Job, job_from_hash
-from conveyor.keys import QueueKeys
+from conveyor.keys import QueueKeys, partition_for
 from conveyor.ops import Command, JobSpec, Op, Pause, QueueOptions, call, enqueue_many
 
 SCAN = 1000  # dead-set entries one list call looks at, at most
@@ -244,26 +244,30 @@ def dead_letter_payload(job: Job) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def route_outbox(keys: QueueKeys, options: QueueOptions, limit: int = 100) -> Op[int]:
+def route_outbox(
+    keys: QueueKeys, options: QueueOptions, targets: Sequence[QueueKeys], limit: int = 100
+) -> Op[int]:
     """Copy jobs listed in the dead outbox to the queue's dead-letter queue.
 
+    ``targets`` are the dead-letter queue's partitions (just its keys when it has none).
     Each copy has an id derived from the original (and its replay count), so two workers
     draining at once, or a worker that dies half-way, make exactly one copy.
     """
-    if not options.dead_letter_queue:
+    if not targets:
         return 0
     outbox = keys.key("dead_outbox")
     (raw_ids,) = yield [Command(("LRANGE", outbox, 0, limit - 1))]
     if not raw_ids:
         return 0
     replies = yield [Command(("HGETALL", keys.job(raw.decode()))) for raw in raw_ids]
-    specs = []
+    specs: dict[int, list[JobSpec]] = {}
     for fields in replies:
         if fields:
             job = job_from_hash(keys.queue, fields)
             copy_id = f"{keys.queue}.{job.id}.{job.replays}"
-            specs.append(JobSpec("dead_letter", dead_letter_payload(job), id=copy_id))
-    if specs:
-        yield from enqueue_many(QueueKeys(options.dead_letter_queue), specs, QueueOptions())
+            spec = JobSpec("dead_letter", dead_letter_payload(job), id=copy_id)
+            specs.setdefault(partition_for(copy_id, len(targets)), []).append(spec)
+    for index, batch in specs.items():
+        yield from enqueue_many(targets[index], batch, QueueOptions())
     yield [Command(("LREM", outbox, 1, raw)) for raw in raw_ids]
-    return len(specs)
+    return sum(len(batch) for batch in specs.values())

@@ -8,6 +8,7 @@ names that are checked against :data:`QUEUE_KEYS`.
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 
 from conveyor.defaults import KEY_PREFIX
@@ -61,6 +62,11 @@ def validate_queue_name(name: str) -> str:
 def partition_name(queue: str, index: int) -> str:
     """The name of partition ``index`` of the partitioned queue ``queue``."""
     return f"{queue}{PARTITION_SEPARATOR}{index}"
+
+
+def partition_for(value: str, count: int) -> int:
+    """The partition (of ``count``) that a partition key or job id maps to, in any process."""
+    return zlib.crc32(value.encode()) % count
 
 
 def logical_name(queue: str) -> str:

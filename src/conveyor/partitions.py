@@ -15,7 +15,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-import zlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -26,7 +25,7 @@ from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
 from conveyor.errors import ConveyorError
 from conveyor.events import Event, parse_event, read_events
 from conveyor.job import Job, JobState
-from conveyor.keys import PARTITIONS, QueueKeys, logical_name, partition_name
+from conveyor.keys import PARTITIONS, QueueKeys, logical_name, partition_for, partition_name
 from conveyor.metrics import MinuteStats, QueueMetrics, queue_metrics
 from conveyor.ops import Call, Command, Counts, JobSpec, Op, Pause
 
@@ -115,15 +114,10 @@ class Spreader:
         if self.count == 1:
             return 0
         if spec.partition_key is not None:
-            return stable_hash(spec.partition_key) % self.count
+            return partition_for(spec.partition_key, self.count)
         if spec.id is not None:
-            return stable_hash(spec.id) % self.count
+            return partition_for(spec.id, self.count)
         return next(self._turn) % self.count
-
-
-def stable_hash(value: str) -> int:
-    """The same number for the same string in every process (unlike ``hash``)."""
-    return zlib.crc32(value.encode())
 
 
 # --- running the parts' operations together ----------------------------------------------
@@ -419,4 +413,4 @@ def import_target(parts: Sequence[QueueKeys], line: bytes) -> QueueKeys:
     if len(parts) == 1:
         return parts[0]
     job_id = str(codec.decode(line)["fields"]["id"])
-    return parts[stable_hash(job_id) % len(parts)]
+    return parts[partition_for(job_id, len(parts))]

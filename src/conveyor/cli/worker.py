@@ -51,7 +51,7 @@ def build_worker(
 ) -> Worker:
     """A worker from a loaded ``Worker`` or mapping, with the command line's overrides."""
     if isinstance(target, Worker):
-        names = list(queues) or [keys.queue for keys in target.queues]
+        names = list(queues) or target.queue_names
         return Worker(
             names,
             handlers=list(target.handlers.values()),

@@ -71,6 +71,8 @@ class Worker:
         self.queue_names = [QueueKeys(name).queue for name in names]
         #: The queues it serves: a partitioned queue's partitions, found at start.
         self.queues = [QueueKeys(name) for name in names]
+        #: Where dead jobs are copied (``queue_options.dead_letter_queue``'s partitions).
+        self.dead_letter_targets: list[QueueKeys] = []
         self.url = url
         self.client = client
         self.options = options or WorkerOptions()
@@ -210,6 +212,10 @@ class Worker:
             count = await transport.run(partitions.resolve(name, None))
             served += partitions.keys_of(name, count)
         self.queues = served
+        target = self.queue_options.dead_letter_queue
+        if target:
+            await transport.run(ops.register_queue(target))
+            self.dead_letter_targets = await transport.run(partitions.parts_of(target))
 
 
 class _Session:
@@ -331,9 +337,11 @@ class _Session:
             for keys in self.worker.queues:
                 try:
                     await self._recover_stalled(keys)
-                    if self.worker.queue_options.dead_letter_queue:
+                    if self.worker.dead_letter_targets:
                         await self.transport.run(
-                            dlq_ops.route_outbox(keys, self.worker.queue_options)
+                            dlq_ops.route_outbox(
+                                keys, self.worker.queue_options, self.worker.dead_letter_targets
+                            )
                         )
                 except ServerUnavailable:
                     pass  # the fetchers report outages
