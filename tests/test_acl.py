@@ -179,6 +179,25 @@ def test_a_producer_cannot_do_a_workers_job(server: ServerProcess, queue_name: s
         as_producer.close()
 
 
+def test_partitioned_queues_work_under_the_rules(server: ServerProcess, queue_name: str) -> None:
+    # An operator declares the partitions; producers and dashboards only read the count.
+    with conveyor.SyncQueue(queue_name, url=url_for(server, "conveyor-worker"), partitions=3) as q:
+        q.counts()
+    with conveyor.SyncQueue(queue_name, url=url_for(server, "conveyor-producer")) as queue:
+        jobs = queue.enqueue_many(
+            [conveyor.JobSpec("ok", n, partition_key=str(n)) for n in range(6)]
+        )
+        assert len({job.queue for job in jobs}) > 1
+        declaring = conveyor.SyncQueue(
+            f"{queue_name}-new", url=url_for(server, "conveyor-producer"), partitions=2
+        )
+        with declaring, pytest.raises(redis.ResponseError, match=ACL_ERROR):
+            declaring.enqueue("ok", 1)
+    with conveyor.SyncQueue(queue_name, url=url_for(server, "conveyor-dashboard")) as board:
+        assert board.counts().waiting == 6
+        assert board.get_job(jobs[0].id) is not None
+
+
 async def test_a_producer_cannot_start_a_worker(server: ServerProcess, queue_name: str) -> None:
     worker = conveyor.Worker(queue_name, url=url_for(server, "conveyor-producer"),
                              options=WORKER_TEST_OPTIONS)  # fmt: skip
