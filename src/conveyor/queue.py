@@ -42,7 +42,7 @@ class Queue(QueueBase):
         name: str,
         *,
         url: str | None = None,
-        client: redis.asyncio.Redis | None = None,
+        client: redis.asyncio.Redis | redis.asyncio.RedisCluster | None = None,
         options: QueueOptions | None = None,
         partitions: int | None = None,
     ) -> None:

@@ -43,7 +43,7 @@ class SyncQueue(QueueBase):
         name: str,
         *,
         url: str | None = None,
-        client: redis.Redis | None = None,
+        client: redis.Redis | redis.RedisCluster | None = None,
         options: QueueOptions | None = None,
         partitions: int | None = None,
     ) -> None:

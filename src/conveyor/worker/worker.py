@@ -60,7 +60,7 @@ class Worker:
         *,
         handlers: Mapping[str, HandlerFunction] | Iterable[HandlerFunction | Handler] = (),
         url: str | None = None,
-        client: redis.asyncio.Redis | None = None,
+        client: redis.asyncio.Redis | redis.asyncio.RedisCluster | None = None,
         options: WorkerOptions | None = None,
         queue_options: QueueOptions | None = None,
         on_dead: Callable[[Job], Any] | None = None,
