@@ -44,4 +44,7 @@ def _show(console: Console, event: Event, as_json: bool) -> None:
         click.echo(msgspec.json.encode(event).decode())
         return
     extra = " ".join(f"{k}={v}" for k, v in event.fields.items())
-    console.print(f"{event.id}  [bold]{event.event:<10}[/] {escape(event.job_id)} {escape(extra)}")
+    where = f"[dim]{escape(event.queue)}[/] " if "~" in event.queue else ""  # a partition
+    console.print(
+        f"{event.id}  {where}[bold]{event.event:<10}[/] {escape(event.job_id)} {escape(extra)}"
+    )
