@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from conveyor.cli.common import open_queue, queue_argument, url_option
 from conveyor.events import Event
+from conveyor.keys import PARTITION_SEPARATOR
 
 __all__ = ["events"]
 
@@ -44,7 +45,7 @@ def _show(console: Console, event: Event, as_json: bool) -> None:
         click.echo(msgspec.json.encode(event).decode())
         return
     extra = " ".join(f"{k}={v}" for k, v in event.fields.items())
-    where = f"[dim]{escape(event.queue)}[/] " if "~" in event.queue else ""  # a partition
+    where = f"[dim]{escape(event.queue)}[/] " if PARTITION_SEPARATOR in event.queue else ""
     console.print(
         f"{event.id}  {where}[bold]{event.event:<10}[/] {escape(event.job_id)} {escape(extra)}"
     )
