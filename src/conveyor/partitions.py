@@ -420,3 +420,8 @@ def import_target(parts: Sequence[QueueKeys], line: bytes) -> QueueKeys:
         return parts[0]
     job_id = str(codec.decode(line)["fields"]["id"])
     return parts[stable_hash(job_id) % len(parts)]
+
+
+def order_of(state: JobState) -> Callable[[Job], Any]:
+    """How jobs in ``state`` are ordered across partitions (the key merged pages use)."""
+    return _ORDER[state]
