@@ -51,3 +51,13 @@ def test_a_partitioned_cursor_is_a_position_per_partition() -> None:
         with pytest.raises(ValueError):
             parse_positions(bad, 3)
 
+
+def test_partitions_are_named_as_their_queue() -> None:
+    from conveyor.dashboard.backend import as_logical
+
+    partitioned = {"emails": 4}
+    assert as_logical("emails~3", partitioned) == "emails"
+    assert as_logical("emails", partitioned) == "emails"
+    assert as_logical("emails~4", partitioned) == "emails~4"  # not one of its partitions
+    assert as_logical("other~0", partitioned) == "other~0"  # a plain queue of that name
+    assert present.partition("emails~3") == "3" and present.partition("emails") == ""
