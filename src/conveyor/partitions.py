@@ -414,3 +414,8 @@ def import_target(parts: Sequence[QueueKeys], line: bytes) -> QueueKeys:
         return parts[0]
     job_id = str(codec.decode(line)["fields"]["id"])
     return parts[partition_for(job_id, len(parts))]
+
+
+def order_of(state: JobState) -> Callable[[Job], Any]:
+    """How jobs in ``state`` are ordered across partitions (the key merged pages use)."""
+    return _ORDER[state]

@@ -268,3 +268,53 @@ def test_a_script_payload_is_shown_as_text(
     assert page.evaluate("window.pwned") is None and not dialogs
     assert page.locator("#payload script, #payload img, b").count() == 0
     shot(page, "job-escaped")
+
+
+@pytest.fixture
+def partitioned(server_url: str, queue_name: str) -> Iterator[conveyor.SyncQueue]:
+    """The test's queue, declared with 4 partitions (before the site's face reads it)."""
+    q = conveyor.SyncQueue(queue_name, url=server_url, partitions=4)
+    q.counts()
+    yield q
+    q.obliterate(force=True)
+    q.close()
+
+
+def test_a_partitioned_queue_reads_as_one(
+    page: Page, partitioned: conveyor.SyncQueue, site: Site
+) -> None:
+    jobs = [partitioned.enqueue("ok", {"n": n}) for n in range(12)]
+    for job in jobs[:3]:
+        partitioned.dead_letters.kill(job.id)
+    name = partitioned.name
+
+    page.goto(f"{site.base}/open/")
+    expect(page.locator(f'tr[data-queue="{name}"]')).to_contain_text("4 partitions")
+    expect(cell(page, name, "counts.waiting")).to_have_text("9")
+    expect(cell(page, name, "counts.dead")).to_have_text("3")
+    expect(page.locator(f'tr[data-queue^="{name}~"]')).to_have_count(0)
+
+    page.goto(f"{site.base}/open/queues/{name}?limit=4")
+    expect(page.locator("#partitions")).to_have_text("4 partitions")
+    expect(page.locator("#jobs tbody tr")).to_have_count(4)
+    first = page.locator("#jobs tbody tr").first.get_attribute("data-job")
+    page.click("#next-page")
+    expect(page.locator("#jobs tbody tr")).to_have_count(4)
+    second = page.locator("#jobs tbody tr").first.get_attribute("data-job")
+    assert second != first
+    fragment = page.locator("#jobs tbody").get_attribute("data-fragment")
+    assert fragment is not None and "." in fragment  # the live refresh keeps the cursor
+    refreshed = page.request.get(site.base + fragment)
+    assert refreshed.status == 200 and f'data-job="{second}"' in refreshed.text()
+    shot(page, "queue-partitioned")
+
+    page.click(f'#jobs a:text("{second}")')
+    expect(page.locator("#partition")).to_have_text(re.compile(rf"^{re.escape(name)}~\d$"))
+    expect(page.locator("#timeline")).to_contain_text("added")
+
+    page.goto(f"{site.base}/open/queues/{name}/dlq")
+    expect(page.locator("#dead-jobs tbody tr")).to_have_count(3)
+    page.check("[data-select-all]")
+    page.click("#replay-selected")
+    expect(page.locator("#notice")).to_have_text(re.compile("Replayed 3 jobs"))
+    assert partitioned.counts().dead == 0 and partitioned.counts().waiting == 12

@@ -39,3 +39,25 @@ def test_ages_times_and_filters() -> None:
         present.dead_filter({"reason": "bored"})
     assert present.pretty(b'{"a":[1]}') == '{\n  "a": [\n    1\n  ]\n}'
     assert present.pretty(b"not json") == "not json"
+
+
+def test_a_partitioned_cursor_is_a_position_per_partition() -> None:
+    from conveyor.dashboard.reads import format_positions, parse_positions
+
+    assert parse_positions("", 3) == parse_positions("0", 3) == [0, 0, 0]
+    assert parse_positions("12.-.7", 3) == [12, None, 7]
+    assert format_positions([12, None, 7]) == "12.-.7" and format_positions([0, 0]) == 0
+    for bad in ("1.2", "1.2.3.4", "a.b.c", "-1.0.0", "1..2", "1.2.3 "):
+        with pytest.raises(ValueError):
+            parse_positions(bad, 3)
+
+
+def test_partitions_are_named_as_their_queue() -> None:
+    from conveyor.dashboard.backend import as_logical
+
+    partitioned = {"emails": 4}
+    assert as_logical("emails~3", partitioned) == "emails"
+    assert as_logical("emails", partitioned) == "emails"
+    assert as_logical("emails~4", partitioned) == "emails~4"  # not one of its partitions
+    assert as_logical("other~0", partitioned) == "other~0"  # a plain queue of that name
+    assert present.partition("emails~3") == "3" and present.partition("emails") == ""

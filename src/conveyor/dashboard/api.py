@@ -18,7 +18,7 @@ from conveyor.dashboard import present
 from conveyor.dashboard.actions import bulk
 from conveyor.dashboard.auth import check_post
 from conveyor.dashboard.context import Dashboard
-from conveyor.dashboard.pages import MAX_PAGE_SIZE, PAGE_SIZE, int_param, state_param
+from conveyor.dashboard.pages import MAX_PAGE_SIZE, PAGE_SIZE, int_param, read_jobs, state_param
 from conveyor.dlq_ops import BulkResult
 from conveyor.queue import Queue
 
@@ -85,10 +85,9 @@ class Api:
     async def jobs(self, request: Request) -> Response:
         queue = await self._queue(request)
         limit = int_param(request, "limit", PAGE_SIZE, MAX_PAGE_SIZE) or PAGE_SIZE
-        page = await self.dash.backend.jobs_page(
-            queue.name, state_param(request), int_param(request, "cursor", 0), limit,
-            request.query_params.get("name", "").strip(),
-        )  # fmt: skip
+        job_name = request.query_params.get("name", "").strip()
+        page = await read_jobs(self.dash, request, queue.name, state_param(request), limit,
+                               job_name)  # fmt: skip
         return JSON({"jobs": [present.job_summary(j) for j in page.jobs],
                      "next_cursor": page.cursor})  # fmt: skip
 

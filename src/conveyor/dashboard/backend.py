@@ -10,13 +10,14 @@ import asyncio
 from collections.abc import Sequence
 from typing import TypeVar
 
+import msgspec
 import redis.asyncio
 
 from conveyor import connection, ops, partitions
 from conveyor.dashboard import reads
 from conveyor.events import Event
 from conveyor.job import Job, JobState
-from conveyor.keys import validate_queue_name
+from conveyor.keys import PARTITION_SEPARATOR, QueueKeys, logical_name, validate_queue_name
 from conveyor.metrics import QueueMetrics, WorkerInfo
 from conveyor.ops import Op
 from conveyor.queue import Queue
@@ -30,6 +31,18 @@ CHART_WINDOW = 3 * 3600.0
 
 class UnknownQueue(LookupError):
     """The dashboard does not show a queue of that name."""
+
+
+def as_logical(name: str, partitioned: dict[str, int]) -> str:
+    """The queue that ``name`` is a partition of, else ``name`` itself.
+
+    ``partitioned`` maps each partitioned queue to its number of partitions.
+    """
+    queue = logical_name(name)
+    index = name[len(queue) + len(PARTITION_SEPARATOR) :]
+    if index.isdigit() and int(index) < partitioned.get(queue, 0):
+        return queue
+    return name
 
 
 class Backend:
@@ -73,7 +86,10 @@ class Backend:
         """The queues shown: the configured ones, else every known queue."""
         if self.queues is not None:
             return list(self.queues)
-        return await self.run(ops.known_queues())
+        known = await self.run(ops.known_queues())
+        partitioned = await self.run(partitions.partitioned_queues())
+        # A partition opened by its own name is registered too: show its queue instead.
+        return sorted({as_logical(name, partitioned) for name in known})
 
     async def queue(self, name: str) -> Queue:
         """The async face of a shown queue; :class:`UnknownQueue` for any other name."""
@@ -98,6 +114,10 @@ class Backend:
         self._faces[name] = face
         return face
 
+    async def parts(self, name: str) -> list[QueueKeys]:
+        """The keys of each partition of a shown queue (one for an unpartitioned queue)."""
+        return await (await self.queue(name))._parts()
+
     async def metrics(self, name: str, window: float) -> QueueMetrics:
         """One queue's metrics over ``window`` seconds."""
         return await self.run(partitions.logical_metrics(name, window))
@@ -107,24 +127,35 @@ class Backend:
         return [await self.metrics(name, window) for name in await self.queue_names()]
 
     async def workers(self) -> list[WorkerInfo]:
-        """Every live worker of the shown queues, once each."""
+        """Every live worker of the shown queues, once each; partitions named as their queue."""
         seen: dict[str, WorkerInfo] = {}
         for snapshot in await self.all_metrics(60.0):
             for worker in snapshot.workers:
                 seen.setdefault(worker.id, worker)
-        return sorted(seen.values(), key=lambda w: w.id)
+        partitioned = await self.run(partitions.partitioned_queues())
+        return [
+            msgspec.structs.replace(
+                w, queues=list(dict.fromkeys(as_logical(q, partitioned) for q in w.queues))
+            )
+            for w in sorted(seen.values(), key=lambda w: w.id)
+        ]
 
     async def jobs_page(
-        self, name: str, state: JobState, cursor: int, limit: int, job_name: str = ""
+        self, name: str, state: JobState, cursor: str, limit: int, job_name: str = ""
     ) -> reads.JobsPage:
-        """A page of one queue's jobs in ``state`` (see :func:`reads.jobs_page`)."""
-        queue = await self.queue(name)
-        return await self.run(reads.jobs_page(queue.keys, state, cursor, limit, job_name))
+        """A page of one queue's jobs in ``state``, from ``cursor`` as a page handed it out
+        (``ValueError`` if it is not one); a partitioned queue's pages are merged."""
+        parts = await self.parts(name)
+        if len(parts) == 1:
+            offset = reads.parse_offset(cursor)
+            return await self.run(reads.jobs_page(parts[0], state, offset, limit, job_name))
+        positions = reads.parse_positions(cursor, len(parts))
+        return await self.run(reads.parts_page(parts, state, positions, limit, job_name))
 
     async def job(self, name: str, job_id: str) -> tuple[Job | None, list[Event]]:
-        """A job and its timeline (events among the queue's newest)."""
+        """A job and its timeline (events among the newest of its queue, or partition)."""
         queue = await self.queue(name)
         job = await queue.get_job(job_id)
         if job is None:
             return None, []
-        return job, await self.run(reads.job_events(queue.keys, job_id))
+        return job, await self.run(reads.job_events(QueueKeys(job.queue), job_id))

@@ -42,7 +42,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(age=present.age, ago=present.ago, when=present.when,
-                       pretty=present.pretty)  # fmt: skip
+                       pretty=present.pretty, partition=present.partition)  # fmt: skip
     env.globals.update(states=[s.value for s in JobState],
                        reasons=[r.value for r in DeadReason])  # fmt: skip
     return env

@@ -14,6 +14,7 @@ from conveyor.dashboard.auth import authenticate, route_path, same_secret, set_s
 from conveyor.dashboard.backend import CHART_WINDOW
 from conveyor.dashboard.chart import throughput_svg
 from conveyor.dashboard.context import Dashboard
+from conveyor.dashboard.reads import JobsPage
 from conveyor.job import Job, JobState
 from conveyor.metrics import QueueMetrics
 
@@ -42,6 +43,17 @@ def state_param(request: Request, default: str = "waiting") -> JobState:
     except ValueError:
         states = ", ".join(s.value for s in JobState)
         raise HTTPException(400, f"state must be one of {states}") from None
+
+
+async def read_jobs(
+    dash: Dashboard, request: Request, name: str, state: JobState, limit: int, job_name: str
+) -> JobsPage:
+    """The page of jobs a request's ``cursor`` asks for (400 if it is not a cursor)."""
+    cursor = request.query_params.get("cursor", "")
+    try:
+        return await dash.backend.jobs_page(name, state, cursor, limit, job_name)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 class Pages:
@@ -106,12 +118,12 @@ class Pages:
 
     async def _rows_context(self, request: Request, name: str) -> dict[str, Any]:
         state = state_param(request)
-        cursor = int_param(request, "cursor", 0)
         limit = int_param(request, "limit", PAGE_SIZE, MAX_PAGE_SIZE) or PAGE_SIZE
         job_name = request.query_params.get("name", "").strip()
-        page = await self.dash.backend.jobs_page(name, state, cursor, limit, job_name)
-        return {"queue": name, "state": state.value, "page": page, "cursor": cursor,
-                "limit": limit, "job_name": job_name}  # fmt: skip
+        page = await read_jobs(self.dash, request, name, state, limit, job_name)
+        partitions = len(await self.dash.backend.parts(name))
+        return {"queue": name, "state": state.value, "page": page, "cursor": page.start,
+                "limit": limit, "job_name": job_name, "partitions": partitions}  # fmt: skip
 
     async def job(self, request: Request) -> Response:
         name, job_id = request.path_params["queue"], request.path_params["job_id"]
@@ -147,8 +159,10 @@ class Pages:
         else:
             page = await queue.dead_letters.list(where, cursor=cursor, limit=limit)
             jobs, next_cursor = page.jobs, page.cursor
+        partitions = len(await self.dash.backend.parts(name))
         return {"queue": name, "filters": params, "jobs": jobs, "cursor": cursor,
-                "next_cursor": next_cursor, "limit": limit, "filter_error": error}  # fmt: skip
+                "next_cursor": next_cursor, "limit": limit, "filter_error": error,
+                "partitions": partitions}  # fmt: skip
 
     async def login(self, request: Request) -> Response:
         auth = self.dash.settings.auth

@@ -21,6 +21,7 @@ from conveyor.durations import parse_duration as duration_seconds
 from conveyor.errors import PayloadError
 from conveyor.events import Event
 from conveyor.job import DeadReason, Job, JobState
+from conveyor.keys import PARTITION_SEPARATOR, logical_name
 from conveyor.metrics import QueueMetrics, WorkerInfo
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "job_builtins",
     "job_summary",
     "parse_when",
+    "partition",
     "pretty",
     "queue_summary",
     "when",
@@ -117,6 +119,11 @@ def dead_filter(params: Mapping[str, str]) -> DeadFilter:
     )
 
 
+def partition(queue: str) -> str:
+    """The number of the partition a queue name points to (``emails~3``: ``3``), else ``""``."""
+    return queue[len(logical_name(queue)) + len(PARTITION_SEPARATOR) :]
+
+
 def job_summary(job: Job) -> dict[str, Any]:
     """The fields of a job a list shows (no payload or result)."""
     return {
@@ -145,6 +152,7 @@ def queue_summary(metrics: QueueMetrics, *, series: bool = False) -> dict[str, A
     """A queue's health as JSON-ready values; ``series`` adds its per-minute throughput."""
     out: dict[str, Any] = {
         "queue": metrics.queue,
+        "partitions": metrics.partitions,
         "counts": {state.value: getattr(metrics.counts, state.value, 0) for state in JobState},
         "paused": metrics.counts.paused,
         "workers_alive": len(metrics.workers),
