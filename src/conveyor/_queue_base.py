@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from conveyor import ops, partitions, results
 from conveyor.errors import JobNotFound, QueueBusyError
 from conveyor.job import Job
-from conveyor.keys import QueueKeys
+from conveyor.keys import QueueKeys, logical_name
 from conveyor.ops import Dedup, Durable, JobSpec, Op, QueueOptions
 from conveyor.partitions import Spreader
 from conveyor.retry import Backoff
@@ -42,7 +42,7 @@ class QueueBase:
 
     def _setup_op(self) -> Op[None]:
         """Register the queue and find its partitions (declaring them if asked)."""
-        yield from ops.register_queue(self.name)
+        yield from ops.register_queue(logical_name(self.name))  # a partition: its queue
         count = yield from partitions.resolve(self.name, self.declared_partitions)
         self.parts = partitions.keys_of(self.name, count)
         self._spreader = Spreader(count)
