@@ -276,3 +276,22 @@ async def test_dead_jobs_route_to_a_partitioned_dead_letter_queue(
     assert {c.queue for c in copies} <= {f"{target.name}~0", f"{target.name}~1"}
     await target.obliterate(force=True)
     await target.close()
+
+
+async def test_a_running_worker_takes_up_partitions_declared_after_it_started(
+    server_url: str, queue_name: str
+) -> None:
+    done: set[int] = set()
+    worker = conveyor.Worker(queue_name, url=server_url, options=WORKER_TEST_OPTIONS)
+
+    @worker.handler
+    async def work(ctx: JobContext, payload: int) -> None:
+        done.add(payload)
+
+    async with RunningWorker(worker):
+        assert [keys.queue for keys in worker.queues] == [queue_name]
+        async with conveyor.Queue(queue_name, url=server_url, partitions=3) as later:
+            await later.enqueue_many([("work", n) for n in range(9)])
+            await wait_for(lambda: done == set(range(9)), timeout=60)
+            assert len(worker.queues) == 3
+            await later.obliterate(force=True)

@@ -81,6 +81,15 @@ def resolve(queue: str, declared: int | None) -> Op[int]:
 _STATES = ("waiting", "delayed", "active", "dead")
 
 
+def layout(queues: Sequence[str]) -> Op[dict[str, int]]:
+    """How many partitions each of these queues has (one round trip; 1: not partitioned)."""
+    (counts,) = yield [Command(("HMGET", PARTITIONS, *queues))]
+    return {
+        queue: int(count) if count is not None and logical_name(queue) == queue else 1
+        for queue, count in zip(queues, counts, strict=True)
+    }
+
+
 def parts_of(queue: str) -> Op[list[QueueKeys]]:
     """The keys of each partition of the queue called ``queue``, as the server records."""
     count = yield from resolve(queue, None)

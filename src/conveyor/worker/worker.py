@@ -73,6 +73,9 @@ class Worker:
         self.queues = [QueueKeys(name) for name in names]
         #: Where dead jobs are copied (``queue_options.dead_letter_queue``'s partitions).
         self.dead_letter_targets: list[QueueKeys] = []
+        #: Partitions per queue name, as found at start (see :meth:`_lay_out`).
+        self.layout: dict[str, int] = {}
+        self._relayout = False
         self.url = url
         self.client = client
         self.options = options or WorkerOptions()
@@ -169,12 +172,19 @@ class Worker:
         if self._stop_requested.is_set():
             self._wake.set()
         url, transport = await self._connect()
-        session = _Session(self, url, transport)
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 self._loop.add_signal_handler(sig, self._on_signal)
         try:
-            await session.run(self._wake)
+            while True:
+                await _Session(self, url, transport).run(self._wake)
+                if not self._relayout:
+                    break
+                # A queue was partitioned after the session started: serve its partitions.
+                self._relayout = False
+                self._wake.clear()
+                if self._stop_requested.is_set() or not await self._lay_out_again(transport):
+                    break
         finally:
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
@@ -206,12 +216,29 @@ class Worker:
                 f"refusing to start: {safety.problems()[0]} "
                 "(or pass allow_unsafe_server=True / --allow-unsafe-server)"
             )
-        served: list[QueueKeys] = []
         for name in self.queue_names:
             await transport.run(ops.register_queue(name))
-            count = await transport.run(partitions.resolve(name, None))
-            served += partitions.keys_of(name, count)
-        self.queues = served
+        await self._lay_out(transport)
+
+    async def _lay_out_again(self, transport: AsyncTransport) -> bool:
+        """:meth:`_lay_out`, retried through an outage; False if the worker stops first."""
+        while not self._stop_requested.is_set():
+            try:
+                await self._lay_out(transport)
+                return True
+            except ServerUnavailable as exc:
+                log.warning("cannot read the partitions (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+        return False
+
+    async def _lay_out(self, transport: AsyncTransport) -> None:
+        """Find the partitions of the queues served (and of the dead-letter queue)."""
+        self.layout = await transport.run(partitions.layout(self.queue_names))
+        self.queues = [
+            keys
+            for name in self.queue_names
+            for keys in partitions.keys_of(name, self.layout[name])
+        ]
         target = self.queue_options.dead_letter_queue
         if target:
             await transport.run(ops.register_queue(target))
@@ -330,10 +357,13 @@ class _Session:
             log.exception("could not settle job %s", claim.id)
 
     async def _maintain(self) -> None:
-        """Every check interval: recover stalled jobs and route dead ones, for each queue."""
+        """Every check interval: recover stalled jobs and route dead ones, for each queue;
+        and start over if a queue served was partitioned since the session started."""
         interval = self.options.stall_check_interval
         pause = random.uniform(0, interval)  # spread the checks of many workers
         while not await self._stopped_within(pause):
+            if await self._layout_changed():
+                return
             for keys in self.worker.queues:
                 try:
                     await self._recover_stalled(keys)
@@ -359,6 +389,25 @@ class _Session:
                     continue  # the fetchers report outages
                 if made:
                     log.info("queue %s: %d scheduled jobs enqueued", keys.queue, made)
+
+    async def _layout_changed(self) -> bool:
+        worker = self.worker
+        try:
+            now = await self.transport.run(partitions.layout(worker.queue_names))
+        except ServerUnavailable:
+            return False
+        if now == worker.layout:
+            return False
+        changed = {name: (worker.layout.get(name), count) for name, count in now.items()
+                   if worker.layout.get(name) != count}  # fmt: skip
+        log.warning(
+            "partitions changed (%s): finishing active jobs, then serving the new partitions",
+            ", ".join(f"{n}: {a} -> {b}" for n, (a, b) in changed.items()),
+        )
+        worker._relayout = True
+        if worker._wake is not None:
+            worker._wake.set()
+        return True
 
     async def _stopped_within(self, seconds: float) -> bool:
         """Wait up to ``seconds``; True as soon as the worker is stopping."""
