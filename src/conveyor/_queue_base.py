@@ -59,7 +59,7 @@ class QueueBase:
     def _enqueue_many_op(
         self, jobs: Iterable[JobSpec | tuple[str, Any]], durable: Durable | None
     ) -> ops.Op[list[Job]]:
-        return ops.enqueue_many(self.keys, ops.specs_from(jobs), self.options, durable)
+        return ops.enqueue_many(self.keys, jobs, self.options, durable)
 
     def _list_op(self, state: JobState | str, offset: int, limit: int) -> ops.Op[list[Job]]:
         return ops.list_jobs(self.keys, JobState(state), offset, limit)
