@@ -259,24 +259,20 @@ def _encode_jobs(
 ) -> tuple[list[bytes], list[_Draft]]:
     """The enqueue script's batches for these jobs, and their drafts; raises on bad input."""
     items = list(jobs)
-    ids = new_job_ids(len(items))
     limit, max_attempts = options.max_payload_bytes, options.max_attempts
     band = priority_band(defaults.PRIORITY)
+    plain = options.backoff is None  # else every job stores the queue's backoff
     batches: list[list[list[Any]]] = [[]]
     drafts: list[_Draft] = []
     size = 0
-    for job_id, item in zip(ids, items, strict=True):
-        if isinstance(item, JobSpec):
-            values, draft = job_args(item, options, job_id, now)
-        elif isinstance(item, tuple) and len(item) == 2 and type(item[0]) is str and item[0]:
+    for job_id, item in zip(new_job_ids(len(items)), items, strict=True):
+        if type(item) is tuple and len(item) == 2 and type(item[0]) is str and item[0] and plain:
             name = item[0]  # the common case, without a JobSpec
             payload = codec.encode(item[1], limit=limit)
             values = [job_id, name, payload.decode(), band, 0, 0, 0, max_attempts]
-            draft = (job_id, name, payload, 0, max_attempts, None, now, {}, None)
-        elif isinstance(item, tuple) and len(item) == 2:
-            values, draft = job_args(JobSpec(item[0], item[1]), options, job_id, now)
+            draft: _Draft = (job_id, name, payload, 0, max_attempts, None, now, {}, None)
         else:
-            raise PayloadError(f"expected a JobSpec or a (name, payload) pair, got {item!r}")
+            values, draft = job_args(_spec(item), options, job_id, now)
         size += len(draft[2])
         if size > _BATCH_BYTES and batches[-1]:
             batches.append([])
@@ -284,6 +280,14 @@ def _encode_jobs(
         batches[-1].append(values)
         drafts.append(draft)
     return [msgspec.msgpack.encode(batch) for batch in batches if batch], drafts
+
+
+def _spec(item: object) -> JobSpec:
+    if isinstance(item, JobSpec):
+        return item
+    if isinstance(item, tuple) and len(item) == 2:
+        return JobSpec(item[0], item[1])
+    raise PayloadError(f"expected a JobSpec or a (name, payload) pair, got {item!r}")
 
 
 # --- producer operations --------------------------------------------------------------
