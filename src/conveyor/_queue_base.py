@@ -6,11 +6,13 @@ import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
-from conveyor import ops
+from conveyor import defaults, ops
 from conveyor.job import Job, JobState
 from conveyor.keys import QueueKeys
 from conveyor.ops import Dedup, Durable, JobSpec, QueueOptions
 from conveyor.retry import Backoff
+
+_NOTHING = (None,) * 9
 
 
 def _timestamp(run_at: dt.datetime | float | None) -> float | None:
@@ -49,6 +51,9 @@ class QueueBase:
         group: str | None,
         durable: Durable | None,
     ) -> ops.Op[list[Job]]:
+        given = (id, delay, run_at, attempts, timeout, backoff, retention, dedup, group)
+        if given == _NOTHING and priority == defaults.PRIORITY:  # no options: the short way
+            return ops.enqueue_many(self.keys, [(name, payload)], self.options, durable)
         spec = JobSpec(
             name, payload, id=id, delay=delay, run_at=_timestamp(run_at), priority=priority,
             attempts=attempts, timeout=timeout, backoff=backoff, retention=retention,

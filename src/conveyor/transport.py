@@ -131,6 +131,22 @@ def _reraise_cancellation(exc: BaseException) -> None:
         raise asyncio.CancelledError from exc
 
 
+async def _send(conn: redis.asyncio.connection.AbstractConnection, packed: list[bytes]) -> None:
+    """Write a packed command on a connection that is ready for it, as redis-py would.
+
+    redis-py runs every write in a task under ``wait_for`` (for its write timeout), which
+    costs more than the write itself: an idle, connected socket with an empty buffer takes
+    the bytes at once, so they go straight to its stream. Anything else (not connected, a
+    health check due, data still buffered) takes redis-py's own path.
+    """
+    writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
+    due = conn.health_check_interval and asyncio.get_running_loop().time() > conn.next_health_check
+    if writer is None or due or writer.is_closing() or writer.transport.get_write_buffer_size():
+        await conn.send_packed_command(packed)
+    else:
+        writer.writelines(packed)
+
+
 class AsyncTransport:
     """Executes operations with an asyncio client.
 
@@ -235,7 +251,7 @@ class AsyncTransport:
             conn = self._lean_connection = pool.make_connection()  # type: ignore[no-untyped-call]
         self._lean_busy = True
         try:
-            await conn.send_packed_command(packed)
+            await _send(conn, packed)
             return await conn.read_response()
         except (NoScriptError, *UNREACHABLE) as exc:
             _reraise_cancellation(exc)
