@@ -143,3 +143,18 @@ async def test_a_dropped_connection_is_replaced_on_the_next_call(
     sync_queue.close()
     await queue.obliterate(force=True)
     await queue.close()
+
+
+async def test_a_debounce_in_the_batch_of_its_holder_moves_it_once(queue: conveyor.Queue) -> None:
+    debounce = Dedup("k", 60, debounce=True)
+    jobs = await queue.enqueue_many([
+        ("before", 0),
+        JobSpec("d", {"v": 1}, dedup=debounce, delay=0),
+        ("between", 0),
+        JobSpec("d", {"v": 2}, dedup=debounce, delay=0),
+    ])  # fmt: skip
+    assert jobs[3].id == jobs[1].id
+    waiting = await queue.list_jobs("waiting")
+    assert [(job.name, job.payload) for job in waiting] == [
+        ("before", 0), ("between", 0), ("d", {"v": 2})]  # fmt: skip
+    assert (await queue.counts()).waiting == 3

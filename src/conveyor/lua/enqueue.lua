@@ -21,6 +21,8 @@ RETURNS: {codes, state, id, state, id, ...}: codes has one letter per job, 'w' o
 local now = now_ms()
 local woke = false
 local codes, out = {}, {''}
+pending_waiting = {}
+events_untrimmed = true
 for b = batches_start, #ARGV do
   local jobs = cmsgpack.unpack(ARGV[b])
   seq_block = #jobs
@@ -35,6 +37,8 @@ for b = batches_start, #ARGV do
     woke = woke or changed
   end
 end
+flush_waiting()
+trim_events(events_key, events_maxlen)
 if woke then wake(marker_key) end
 out[1] = table.concat(codes)
 return out
