@@ -63,7 +63,7 @@ def _packed_script(item: ScriptCall) -> list[bytes] | None:
         else:
             return None
         out += (b"$%d\r\n" % len(data), data, b"\r\n")
-    return out
+    return [b"".join(out)]  # one write: a blocking socket would send each piece on its own
 
 
 def _first_key(calls: Sequence[Call]) -> str | None:
