@@ -158,3 +158,15 @@ async def test_a_debounce_in_the_batch_of_its_holder_moves_it_once(queue: convey
     assert [(job.name, job.payload) for job in waiting] == [
         ("before", 0), ("between", 0), ("d", {"v": 2})]  # fmt: skip
     assert (await queue.counts()).waiting == 3
+
+
+async def test_a_batch_leaves_the_event_stream_trimmed(server_url: str, queue_name: str) -> None:
+    options = conveyor.QueueOptions(events_maxlen=100)
+    async with conveyor.Queue(queue_name, url=server_url, options=options) as queue:
+        await queue.enqueue_many([("a", i) for i in range(1000)])
+        await queue.enqueue("one", 0)
+        raw = redis.Redis.from_url(server_url)
+        length = raw.xlen(QueueKeys(queue_name).key("events"))
+        raw.close()
+        assert 100 <= length < 300  # MAXLEN ~ keeps whole stream nodes (100 entries each)
+        await queue.obliterate(force=True)
