@@ -170,3 +170,17 @@ async def test_a_batch_leaves_the_event_stream_trimmed(server_url: str, queue_na
         raw.close()
         assert 100 <= length < 300  # MAXLEN ~ keeps whole stream nodes (100 entries each)
         await queue.obliterate(force=True)
+
+
+async def test_single_enqueues_keep_the_event_stream_trimmed(
+    server_url: str, queue_name: str
+) -> None:
+    options = conveyor.QueueOptions(events_maxlen=10)
+    async with conveyor.Queue(queue_name, url=server_url, options=options) as queue:
+        for i in range(400):
+            await queue.enqueue("one", i)
+        raw = redis.Redis.from_url(server_url)
+        length = raw.xlen(QueueKeys(queue_name).key("events"))
+        raw.close()
+        assert length < 250  # MAXLEN ~ keeps whole stream nodes (100 entries each)
+        await queue.obliterate(force=True)

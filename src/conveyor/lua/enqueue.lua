@@ -21,13 +21,11 @@ RETURNS: {codes, state, id, state, id, ...}: codes has one letter per job, 'w' o
 local now = now_ms()
 local woke = false
 local codes, out = {}, {''}
-local trim = false
 pending_waiting = {}
+events_trim_every = 100  -- a batch trims its events every 100 appends
 for b = batches_start, #ARGV do
   local jobs = cmsgpack.unpack(ARGV[b])
   seq_block = #jobs
-  events_untrimmed = #jobs > 1  -- a single job's XADD trims as it adds
-  trim = trim or events_untrimmed
   for i = 1, #jobs do
     local created, state, id, changed = add_job(jobs[i], now, events_maxlen)
     if created then
@@ -40,7 +38,6 @@ for b = batches_start, #ARGV do
   end
 end
 flush_waiting()
-if trim then trim_events(events_key, events_maxlen) end
 if woke then wake(marker_key) end
 out[1] = table.concat(codes)
 return out
