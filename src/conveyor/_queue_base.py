@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from conveyor import ops, partitions, results
+from conveyor import defaults, ops, partitions, results
 from conveyor.errors import JobNotFound, QueueBusyError
 from conveyor.job import Job
 from conveyor.keys import QueueKeys, logical_name
@@ -15,6 +15,7 @@ from conveyor.partitions import Spreader
 from conveyor.retry import Backoff
 
 T = TypeVar("T")
+_NOTHING = (None,) * 10
 
 
 def _timestamp(run_at: dt.datetime | float | None) -> float | None:
@@ -73,6 +74,11 @@ class QueueBase:
         partition_key: str | None,
         durable: Durable | None,
     ) -> Op[list[Job]]:
+        given = (id, delay, run_at, attempts, timeout, backoff, retention, dedup, group,
+                 partition_key)  # fmt: skip
+        if given == _NOTHING and priority == defaults.PRIORITY:  # no options: the short way
+            pair = [(name, payload)]
+            return partitions.enqueue(self.parts, self._spreader, pair, self.options, durable)
         spec = JobSpec(
             name, payload, id=id, delay=delay, run_at=_timestamp(run_at), priority=priority,
             attempts=attempts, timeout=timeout, backoff=backoff, retention=retention,
@@ -83,8 +89,7 @@ class QueueBase:
     def _enqueue_many_op(
         self, jobs: Iterable[JobSpec | tuple[str, Any]], durable: Durable | None
     ) -> Op[list[Job]]:
-        specs = ops.specs_from(jobs)
-        return partitions.enqueue(self.parts, self._spreader, specs, self.options, durable)
+        return partitions.enqueue(self.parts, self._spreader, jobs, self.options, durable)
 
     def _by_id(self, job_id: str, make: Callable[[QueueKeys], Op[T]], missing: T) -> Op[T]:
         """Run ``make(keys)`` on the partition holding the job; ``missing`` if none does."""

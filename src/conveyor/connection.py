@@ -228,7 +228,6 @@ class Patience:
     def __init__(self, url: str, outage: Outage | None = None) -> None:
         self.url = url
         self.outage = outage or Outage()
-        self.seconds = wait_for_server(url)
         self.deadline: float | None = None
         self.pause = 0.1
 
@@ -236,12 +235,13 @@ class Patience:
         """Seconds to sleep before trying again; re-raises ``exc`` once the wait is over."""
         now = time.monotonic()
         if self.deadline is None:
-            if self.seconds <= 0:
+            seconds = wait_for_server(self.url)  # read here: a call that succeeds never needs it
+            if seconds <= 0:
                 raise exc
-            self.deadline = now + self.seconds
+            self.deadline = now + seconds
             if not self.outage.logged:
                 self.outage.logged = True
-                log.warning("%s; waiting up to %gs for it", exc, self.seconds)
+                log.warning("%s; waiting up to %gs for it", exc, seconds)
         left = self.deadline - now
         if left <= 0:
             raise exc

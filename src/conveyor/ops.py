@@ -7,9 +7,12 @@ run the same generators through a transport, so they differ only by ``await``.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import os
+import secrets
 import time
-import uuid
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -37,8 +40,8 @@ class ScriptCall:
     """Run a Lua script (by SHA, loading it on NOSCRIPT)."""
 
     script: Script
-    keys: list[str]
-    args: list[Any]
+    keys: Sequence[str]
+    args: Sequence[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +64,15 @@ Call = ScriptCall | Command
 Op = Generator[list[Call] | Pause, Any, T]
 
 
+@functools.lru_cache(maxsize=4096)
+def _bound(name: str, keys: QueueKeys) -> tuple[Script, tuple[str, ...]]:
+    lua = script(name)
+    return lua, tuple(lua.keys_for(keys))
+
+
 def call(name: str, keys: QueueKeys, *args: Any) -> ScriptCall:
     """A call of the script ``name`` on the keys of one queue."""
-    lua = script(name)
-    return ScriptCall(lua, lua.keys_for(keys), list(args))
+    return ScriptCall(*_bound(name, keys), args)
 
 
 def translate_error(exc: ResponseError) -> Exception:
@@ -175,19 +183,46 @@ def _due(now: float, run_at: float | None, delay: float | None) -> float:
     return run_at if run_at is not None else now + (delay or 0.0)
 
 
-def job_args(spec: JobSpec, options: QueueOptions) -> tuple[list[Any], Job]:
-    """The enqueue script's values for one job, and the job as it will be stored."""
+class _JobIds:
+    """New job ids: 32 lowercase hex digits, like ``uuid4().hex``, without a system call each.
+
+    A random 80-bit prefix is drawn once per process (again after a fork) and a counter
+    numbers the ids made with it, so ids are unique across processes and machines.
+    """
+
+    def __init__(self) -> None:
+        self._state: tuple[int, str, Iterator[int]] = (-1, "", itertools.count())
+
+    def take(self, n: int) -> list[str]:
+        pid, prefix, counter = self._state  # one tuple: threads never mix two draws
+        if pid != os.getpid():
+            pid, prefix, counter = os.getpid(), secrets.token_hex(10), itertools.count()
+            self._state = (pid, prefix, counter)
+        return [f"{prefix}{next(counter):012x}" for _ in range(n)]
+
+
+new_job_ids = _JobIds().take
+
+
+#: What the caller knows of a job it enqueues: (id, name, payload, priority, max_attempts,
+#: timeout, due_at, options, group); the server's reply adds the state.
+_Draft = tuple[str, str, bytes, int, int, float | None, float, dict[str, Any], str | None]
+
+
+def job_args(
+    spec: JobSpec, options: QueueOptions, job_id: str | None = None, now: float | None = None
+) -> tuple[list[Any], _Draft]:
+    """The enqueue script's 15 values for one job (see enqueue.lua), and its draft."""
     if not spec.name:
         raise ValueError("a job needs a name")
     payload = codec.encode(spec.payload, limit=options.max_payload_bytes)
-    now = time.time()
-    job_id = spec.id or uuid.uuid4().hex
-    if not job_id or len(job_id) > 200:
+    now = time.time() if now is None else now
+    job_id = spec.id or job_id or new_job_ids(1)[0]
+    if len(job_id) > 200:
         raise ValueError("a job id must be 1-200 characters")
     max_attempts = spec.attempts if spec.attempts is not None else options.max_attempts
     if max_attempts < 1:
         raise ValueError("attempts must be at least 1")
-    timeout = spec.timeout  # None: the handler's default, else the queue's
     stored: dict[str, Any] = dict(spec.meta)
     backoff = spec.backoff or options.backoff
     if backoff is not None:
@@ -204,16 +239,57 @@ def job_args(spec: JobSpec, options: QueueOptions) -> tuple[list[Any], Job]:
         if spec.dedup.debounce and delay is None and spec.run_at is None:
             delay = spec.dedup.window
     args = [
-        job_id, spec.name, payload, priority_band(spec.priority), spec.priority,
+        job_id, spec.name, payload.decode(), priority_band(spec.priority), spec.priority,
         _ms(delay), run_at_ms, max_attempts, _ms(spec.timeout), keep,
-        codec.encode(stored) if stored else b"", *dedup, spec.group or "",
+        codec.encode(stored).decode() if stored else "", *dedup, spec.group or "",
     ]  # fmt: skip
-    job = Job(
-        id=job_id, queue="", name=spec.name, state=JobState.WAITING, raw_payload=payload,
-        priority=spec.priority, max_attempts=max_attempts, timeout=timeout,
-        created_at=now, due_at=_due(now, spec.run_at, delay), options=stored, group=spec.group,
+    draft: _Draft = (
+        job_id, spec.name, payload, spec.priority, max_attempts, spec.timeout,
+        _due(now, spec.run_at, delay), stored, spec.group,
     )  # fmt: skip
-    return args, job
+    return args, draft
+
+
+#: Bytes of payload per MessagePack batch of one enqueue call (a batch is one argument,
+#: and the server caps an argument at 512 MB).
+_BATCH_BYTES = 64 * 1024 * 1024
+_CREATED = {ord("w"): JobState.WAITING, ord("d"): JobState.DELAYED}
+
+
+def _encode_jobs(
+    jobs: Iterable[JobSpec | tuple[str, Any]], options: QueueOptions, now: float
+) -> tuple[list[bytes], list[_Draft]]:
+    """The enqueue script's batches for these jobs, and their drafts; raises on bad input."""
+    items = list(jobs)
+    limit, max_attempts = options.max_payload_bytes, options.max_attempts
+    band = priority_band(defaults.PRIORITY)
+    plain = options.backoff is None  # else every job stores the queue's backoff
+    batches: list[list[list[Any]]] = [[]]
+    drafts: list[_Draft] = []
+    size = 0
+    for job_id, item in zip(new_job_ids(len(items)), items, strict=True):
+        if type(item) is tuple and len(item) == 2 and type(item[0]) is str and item[0] and plain:
+            name = item[0]  # the common case, without a JobSpec
+            payload = codec.encode(item[1], limit=limit)
+            values = [job_id, name, payload.decode(), band, 0, 0, 0, max_attempts]
+            draft: _Draft = (job_id, name, payload, 0, max_attempts, None, now, {}, None)
+        else:
+            values, draft = job_args(_spec(item), options, job_id, now)
+        size += len(draft[2])
+        if size > _BATCH_BYTES and batches[-1]:
+            batches.append([])
+            size = len(draft[2])
+        batches[-1].append(values)
+        drafts.append(draft)
+    return [msgspec.msgpack.encode(batch) for batch in batches if batch], drafts
+
+
+def _spec(item: object) -> JobSpec:
+    if isinstance(item, JobSpec):
+        return item
+    if isinstance(item, tuple) and len(item) == 2:
+        return JobSpec(item[0], item[1])
+    raise PayloadError(f"expected a JobSpec or a (name, payload) pair, got {item!r}")
 
 
 # --- producer operations --------------------------------------------------------------
@@ -221,20 +297,20 @@ def job_args(spec: JobSpec, options: QueueOptions) -> tuple[list[Any], Job]:
 
 def enqueue_many(
     keys: QueueKeys,
-    specs: Sequence[JobSpec],
+    jobs: Iterable[JobSpec | tuple[str, Any]],
     options: QueueOptions,
     durable: Durable | None = None,
 ) -> Op[list[Job]]:
-    """Enqueue jobs in one round trip; an id that exists already returns the stored job."""
-    args: list[Any] = []
-    drafts: list[Job] = []
-    for spec in specs:
-        values, draft = job_args(spec, options)
-        args.extend(values)
-        drafts.append(msgspec.structs.replace(draft, queue=keys.queue))
+    """Enqueue jobs in one round trip; an id that exists already returns the stored job.
+
+    ``jobs`` are :class:`JobSpec` objects or ``(name, payload)`` pairs. Every job is
+    checked and encoded before anything is sent, so bad input writes nothing.
+    """
+    now = time.time()
+    batches, drafts = _encode_jobs(jobs, options, now)
     if not drafts:
         return []
-    calls: list[Call] = [call("enqueue", keys, options.events_maxlen, len(drafts), *args)]
+    calls: list[Call] = [call("enqueue", keys, options.events_maxlen, *batches)]
     if durable is not None:
         timeout_ms = _ms(durable.timeout)
         if durable.aof_local:
@@ -242,28 +318,34 @@ def enqueue_many(
         else:
             calls.append(Command(("WAIT", durable.replicas, timeout_ms), error_ok=True))
     replies = yield calls
-    flags = replies[0]
     durability = _durability(replies[1], durable) if durable is not None else None
-    jobs: list[Job] = []
+    codes, *others = replies[0]
+    found = iter(others)
+    jobs_out: list[Job] = []
     existing: list[str] = []
-    for index, draft in enumerate(drafts):
-        created, state = int(flags[3 * index]), flags[3 * index + 1].decode()
-        job_id = flags[3 * index + 2].decode()
-        if created:
-            created_job = msgspec.structs.replace(
-                draft, state=JobState(state), durability=durability
-            )
-            jobs.append(created_job)
-        else:
-            jobs.append(msgspec.structs.replace(draft, id=job_id))
+    queue = keys.queue
+    for (job_id, name, payload, priority, attempts, timeout, due, stored, group), code in zip(
+        drafts, codes, strict=True
+    ):
+        state = _CREATED.get(code)
+        if state is None:
+            state, job_id = JobState(next(found).decode()), next(found).decode()
             existing.append(job_id)
+        jobs_out.append(
+            Job(
+                id=job_id, queue=queue, name=name, state=state, raw_payload=payload,
+                priority=priority, max_attempts=attempts, timeout=timeout, created_at=now,
+                due_at=due, options=stored, group=group, durability=durability,
+            )
+        )  # fmt: skip
     if existing:
-        stored = yield [Command(("HGETALL", keys.job(job_id))) for job_id in existing]
-        by_id = {job_id: fields for job_id, fields in zip(existing, stored, strict=False)}
-        jobs = [
-            job_from_hash(keys.queue, by_id[job.id]) if by_id.get(job.id) else job for job in jobs
+        stored_jobs = yield [Command(("HGETALL", keys.job(job_id))) for job_id in existing]
+        by_id = {job_id: fields for job_id, fields in zip(existing, stored_jobs, strict=True)}
+        jobs_out = [
+            job_from_hash(queue, fields) if (fields := by_id.get(job.id)) else job
+            for job in jobs_out
         ]
-    return jobs
+    return jobs_out
 
 
 def _durability(reply: Any, durable: Durable) -> Durability:
@@ -460,16 +542,3 @@ def known_queues() -> Op[list[str]]:
     """Every queue name that was ever used (and not obliterated)."""
     (members,) = yield [Command(("SMEMBERS", QUEUE_REGISTRY))]
     return sorted(m.decode() for m in members)
-
-
-def specs_from(jobs: Iterable[JobSpec | tuple[str, Any]]) -> list[JobSpec]:
-    """Accept :class:`JobSpec` objects or ``(name, payload)`` pairs."""
-    out: list[JobSpec] = []
-    for item in jobs:
-        if isinstance(item, JobSpec):
-            out.append(item)
-        elif isinstance(item, tuple) and len(item) == 2:
-            out.append(JobSpec(item[0], item[1]))
-        else:
-            raise PayloadError(f"expected a JobSpec or a (name, payload) pair, got {item!r}")
-    return out

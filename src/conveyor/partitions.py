@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -119,13 +119,14 @@ class Spreader:
         self.count = count
         self._turn = itertools.count(random.randrange(count))
 
-    def choose(self, spec: JobSpec) -> int:
+    def choose(self, item: JobSpec | tuple[str, Any]) -> int:
         if self.count == 1:
             return 0
-        if spec.partition_key is not None:
-            return partition_for(spec.partition_key, self.count)
-        if spec.id is not None:
-            return partition_for(spec.id, self.count)
+        if isinstance(item, JobSpec):
+            if item.partition_key is not None:
+                return partition_for(item.partition_key, self.count)
+            if item.id is not None:
+                return partition_for(item.id, self.count)
         return next(self._turn) % self.count
 
 
@@ -169,13 +170,14 @@ def gather(parts: Sequence[Op[Any]]) -> Op[list[Any]]:
 def enqueue(
     parts: Sequence[QueueKeys],
     spreader: Spreader,
-    specs: Sequence[JobSpec],
+    jobs: Iterable[JobSpec | tuple[str, Any]],
     options: ops.QueueOptions,
     durable: ops.Durable | None,
 ) -> Op[list[Job]]:
     """Enqueue jobs on their partitions (one script call per partition, sent together)."""
     if len(parts) == 1:
-        return (yield from ops.enqueue_many(parts[0], specs, options, durable))
+        return (yield from ops.enqueue_many(parts[0], jobs, options, durable))
+    specs = list(jobs)
     chosen: dict[int, list[int]] = {}
     for position, spec in enumerate(specs):
         chosen.setdefault(spreader.choose(spec), []).append(position)
@@ -183,11 +185,11 @@ def enqueue(
         [ops.enqueue_many(parts[p], [specs[i] for i in at], options, durable)
          for p, at in chosen.items()]
     )  # fmt: skip
-    jobs: list[Job | None] = [None] * len(specs)
+    placed: list[Job | None] = [None] * len(specs)
     for positions, made in zip(chosen.values(), partial, strict=True):
         for position, job in zip(positions, made, strict=True):
-            jobs[position] = job
-    return [job for job in jobs if job is not None]
+            placed[position] = job
+    return [job for job in placed if job is not None]
 
 
 def find_job(parts: Sequence[QueueKeys], job_id: str) -> Op[Job | None]:

@@ -78,7 +78,7 @@ class Queue(QueueBase):
             transport = AsyncTransport(self._client, connection.client_url(self._client))
         else:
             url = await asyncio.to_thread(connection.resolve_url, self._url)
-            transport = AsyncTransport(connection.async_client(url), url)
+            transport = AsyncTransport(connection.async_client(url), url, lean=True)
         try:
             await transport.run(self._setup_op())
         except BaseException:

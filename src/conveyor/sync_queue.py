@@ -79,7 +79,7 @@ class SyncQueue(QueueBase):
             transport = SyncTransport(self._client, connection.client_url(self._client))
         else:
             url = connection.resolve_url(self._url)
-            transport = SyncTransport(connection.sync_client(url), url)
+            transport = SyncTransport(connection.sync_client(url), url, lean=True)
         try:
             transport.run(self._setup_op())
         except BaseException:

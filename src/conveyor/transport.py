@@ -12,10 +12,13 @@ it by its first key, and a keyless ``WAIT``/``WAITAOF`` follows the write it wai
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import redis
 import redis.asyncio
 import redis.cluster
 from redis.exceptions import NoScriptError, ResponseError
@@ -37,6 +40,30 @@ def _args(item: Call) -> tuple[Any, ...]:
     if isinstance(item, Command):
         return item.args
     return ("EVALSHA", item.script.sha, len(item.keys), *item.keys, *item.args)
+
+
+@functools.lru_cache(maxsize=1024)
+def _script_head(sha: str, keys: tuple[str, ...]) -> bytes:
+    """``EVALSHA sha numkeys keys...`` in the wire format, made once per script and queue."""
+    parts = [b"EVALSHA", sha.encode(), b"%d" % len(keys), *(key.encode() for key in keys)]
+    return b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
+
+
+def _packed_script(item: ScriptCall) -> list[bytes] | None:
+    """A script call in the wire format, or ``None`` if an argument needs redis-py's encoder."""
+    out = [b"*%d\r\n" % (3 + len(item.keys) + len(item.args)),
+           _script_head(item.script.sha, tuple(item.keys))]  # fmt: skip
+    for arg in item.args:
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode()
+        elif type(arg) is int:
+            data = b"%d" % arg
+        else:
+            return None
+        out += (b"$%d\r\n" % len(data), data, b"\r\n")
+    return [b"".join(out)]  # one write: a blocking socket would send each piece on its own
 
 
 def _route_keys(calls: Sequence[Call]) -> list[str | None]:
@@ -102,13 +129,40 @@ def _reraise_cancellation(exc: BaseException) -> None:
         raise asyncio.CancelledError from exc
 
 
-class AsyncTransport:
-    """Executes operations with an asyncio client."""
+async def _send(conn: redis.asyncio.connection.AbstractConnection, packed: list[bytes]) -> None:
+    """Write a packed command on a connection that is ready for it, as redis-py would.
 
-    def __init__(self, client: AsyncClient, url: str) -> None:
+    redis-py runs every write in a task under ``wait_for`` (for its write timeout), which
+    costs more than the write itself: an idle, connected socket with an empty buffer takes
+    the bytes at once, so they go straight to its stream. Anything else (not connected, a
+    health check due, data still buffered) takes redis-py's own path.
+    """
+    writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
+    due = conn.health_check_interval and asyncio.get_running_loop().time() > conn.next_health_check
+    if writer is None or due or writer.is_closing() or writer.transport.get_write_buffer_size():
+        await conn.send_packed_command(packed)
+    else:
+        writer.writelines(packed)
+
+
+class AsyncTransport:
+    """Executes operations with an asyncio client.
+
+    With ``lean`` (for a client the caller owns and closes through :meth:`close`), a round
+    trip of one script call on a single server or Sentinel-managed primary goes over a
+    connection of the transport's own, written and read directly: redis-py's per-command
+    path (pool checkout, retry wrapper, argument encoding) costs more than the round trip.
+    Anything unusual (a reconnect, NOSCRIPT, a concurrent call) takes the usual path.
+    """
+
+    def __init__(self, client: AsyncClient, url: str, *, lean: bool = False) -> None:
         self.client = client
         self.url = url
         self._outage = connection.Outage()
+        plain = isinstance(client, redis.asyncio.Redis) and client.connection is None
+        self._lean = lean and plain
+        self._lean_connection: redis.asyncio.connection.AbstractConnection | None = None
+        self._lean_busy = False
 
     async def execute(self, calls: Sequence[Call]) -> list[Any]:
         """Send the calls of one round trip; reload scripts the server does not know.
@@ -127,6 +181,10 @@ class AsyncTransport:
 
     async def _execute(self, calls: Sequence[Call]) -> list[Any]:
         try:
+            if len(calls) == 1 and self._lean and not self._lean_busy:
+                item = calls[0]
+                if isinstance(item, ScriptCall) and (packed := _packed_script(item)):
+                    return [await self._lean_call(item, packed)]
             routes = await self._routes(calls)
             if len(calls) == 1:
                 return [await self._one(calls[0], routes[0])]
@@ -177,6 +235,30 @@ class AsyncTransport:
                 raise
             raise _refused(self.url, exc) from None
 
+    async def _lean_call(self, item: ScriptCall, packed: list[bytes]) -> Any:
+        """One script call on the transport's own connection; on any trouble, the usual path.
+
+        redis-py drops a connection whose exchange was cut short (an error, a timeout, a
+        cancellation), so the next call reconnects it; a call that failed on a dropped
+        connection is sent again through the client, with its retries, as redis-py would.
+        """
+        assert isinstance(self.client, redis.asyncio.Redis)
+        conn = self._lean_connection
+        if conn is None:
+            pool = self.client.connection_pool
+            conn = self._lean_connection = pool.make_connection()  # type: ignore[no-untyped-call]
+        self._lean_busy = True
+        try:
+            await _send(conn, packed)
+            return await conn.read_response()
+        except (NoScriptError, *UNREACHABLE) as exc:
+            _reraise_cancellation(exc)
+            return await self._one(item, {})
+        except ResponseError as exc:
+            raise _refused(self.url, exc) from None
+        finally:
+            self._lean_busy = False
+
     async def run(self, op: Op[T]) -> T:
         """Drive an operation to its result."""
         try:
@@ -191,16 +273,23 @@ class AsyncTransport:
             return done.value  # type: ignore[no-any-return]
 
     async def close(self) -> None:
+        if self._lean_connection is not None:
+            await self._lean_connection.disconnect()
+            self._lean_connection = None
         await connection.aclose(self.client)
 
 
 class SyncTransport:
-    """Executes operations with a blocking client."""
+    """Executes operations with a blocking client (``lean``: as :class:`AsyncTransport`)."""
 
-    def __init__(self, client: SyncClient, url: str) -> None:
+    def __init__(self, client: SyncClient, url: str, *, lean: bool = False) -> None:
         self.client = client
         self.url = url
         self._outage = connection.Outage()
+        plain = isinstance(client, redis.Redis) and client.connection is None
+        self._lean = lean and plain
+        self._lean_connection: redis.connection.ConnectionInterface | None = None
+        self._lean_lock = threading.Lock()
 
     def execute(self, calls: Sequence[Call]) -> list[Any]:
         """Send the calls of one round trip; reload scripts the server does not know.
@@ -219,6 +308,13 @@ class SyncTransport:
 
     def _execute(self, calls: Sequence[Call]) -> list[Any]:
         try:
+            if len(calls) == 1 and self._lean and self._lean_lock.acquire(blocking=False):
+                try:
+                    item = calls[0]
+                    if isinstance(item, ScriptCall) and (packed := _packed_script(item)):
+                        return [self._lean_call(item, packed)]
+                finally:
+                    self._lean_lock.release()
             routes = self._routes(calls)
             if len(calls) == 1:
                 return [self._one(calls[0], routes[0])]
@@ -269,6 +365,21 @@ class SyncTransport:
                 raise
             raise _refused(self.url, exc) from None
 
+    def _lean_call(self, item: ScriptCall, packed: list[bytes]) -> Any:
+        """One script call on the transport's own connection (the caller holds the lock)."""
+        assert isinstance(self.client, redis.Redis)
+        conn = self._lean_connection
+        if conn is None:
+            pool = self.client.connection_pool
+            conn = self._lean_connection = pool.make_connection()
+        try:
+            conn.send_packed_command(packed)  # type: ignore[no-untyped-call]
+            return conn.read_response()
+        except (NoScriptError, *UNREACHABLE):
+            return self._one(item, {})
+        except ResponseError as exc:
+            raise _refused(self.url, exc) from None
+
     def run(self, op: Op[T]) -> T:
         """Drive an operation to its result."""
         try:
@@ -283,4 +394,8 @@ class SyncTransport:
             return done.value  # type: ignore[no-any-return]
 
     def close(self) -> None:
+        with self._lean_lock:
+            if self._lean_connection is not None:
+                self._lean_connection.disconnect()  # type: ignore[no-untyped-call]
+                self._lean_connection = None
         connection.close(self.client)

@@ -20,11 +20,8 @@ if next_ms < 0 then
 else
   redis.call('ZADD', schedule_due_key, int(next_ms), schedule_id)
 end
-local out = {1}
-if fire == 1 then
-  local now = now_ms()
-  if add_job(job_start, now, events_maxlen, out) then
-    wake(marker_key)
-  end
-end
-return out
+if fire == 0 then return {1} end
+local created, state, id, changed = add_job({unpack(ARGV, job_start, job_start + 14)}, now_ms(),
+  events_maxlen)
+if changed then wake(marker_key) end
+return {1, created and 1 or 0, state, id}

@@ -1,9 +1,10 @@
 -- Waiting jobs live in the queue's waiting set, or, when they carry a group key, in their
 -- group's own set, with the group in a ring that fetch serves one job per group in turn
 -- (so one busy group cannot starve the others). Uses the bound keys meta, waiting, groups,
--- group_waiting (a prefix) and job (a prefix).
-local function to_waiting(id, score)
-  local group = redis.call('HGET', job_key .. id, 'group')
+-- group_waiting (a prefix) and job (a prefix). A caller that knows the job's group passes
+-- it (false: none) to spare reading it back.
+local function to_waiting(id, score, group)
+  if group == nil then group = redis.call('HGET', job_key .. id, 'group') end
   if not group then
     redis.call('ZADD', waiting_key, int(score), id)
     return
