@@ -60,7 +60,7 @@ def test_the_overview_lists_a_partitioned_queue_once(
     for job in jobs[:2]:
         assert partitioned.dead_letters.kill(job.id)
     name = partitioned.name
-    with conveyor.SyncQueue(f"{name}~1", url=server_url) as part:  # registers the partition
+    with conveyor.SyncQueue(f"{name}~1", url=server_url) as part:  # a partition, by its own name
         assert part.counts().waiting == 2
 
     everything = make_client(queues=None)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from conveyor import ops, partitions
 from conveyor.events import Event, parse_event
 from conveyor.job import Job, JobState, job_from_hash
-from conveyor.keys import QUEUE_REGISTRY, QueueKeys
+from conveyor.keys import QUEUE_REGISTRY, QueueKeys, logical_name
 from conveyor.ops import Call, Command, Op
 
 #: Entries a name-filtered page looks at, at most, before handing back a cursor.
@@ -43,8 +43,8 @@ class JobsPage:
 
 
 def queue_known(name: str) -> Op[bool]:
-    """Whether ``name`` is in the registry of queues."""
-    (member,) = yield [Command(("SISMEMBER", QUEUE_REGISTRY, name))]
+    """Whether ``name`` is in the registry of queues (a partition: whether its queue is)."""
+    (member,) = yield [Command(("SISMEMBER", QUEUE_REGISTRY, logical_name(name)))]
     return bool(member)
 
 
