@@ -185,6 +185,8 @@ async def test_an_async_handler_is_cancelled_at_its_timeout(
     assert cancelled.is_set()
     assert dead.history[0].cause is AttemptCause.TIMEOUT
     assert dead.error.type == "JobTimeoutError"
+    attempt = dead.history[0]
+    assert attempt.ended_at - attempt.started_at >= 0.2 - 1e-3  # at the deadline, not before
 
 
 async def test_a_sync_handler_timeout_fails_the_attempt_and_keeps_the_slot_busy(

@@ -1,0 +1,62 @@
+"""The worker's hot-path pieces on their own (no server)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from conveyor.worker.deadlines import Deadlines
+
+
+async def _sleeper(cancelled_at: list[float]) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:
+        cancelled_at.append(loop.time())
+        raise
+
+
+async def test_a_deadline_cancels_its_task_at_the_deadline_and_not_before() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(loop)
+    cancelled_at: list[float] = []
+    task = asyncio.create_task(_sleeper(cancelled_at))
+    await asyncio.sleep(0)
+    entry = deadlines.start(task, 0.05)
+    due = loop.time() + 0.05
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled() and entry.expired
+    assert cancelled_at[0] >= due - 1e-6  # the loop's clock: never early
+
+
+async def test_a_finished_job_is_not_cancelled_and_others_keep_their_deadlines() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(loop)
+    cancelled_at: list[float] = []
+    early = asyncio.create_task(_sleeper(cancelled_at))
+    spared = asyncio.create_task(_sleeper(cancelled_at))
+    late = asyncio.create_task(_sleeper(cancelled_at))
+    await asyncio.sleep(0)
+    first = deadlines.start(early, 0.02)
+    kept = deadlines.start(spared, 0.02)
+    last = deadlines.start(late, 0.06)  # another timeout length: its own FIFO
+    deadlines.finish(kept)
+    await asyncio.gather(early, late, return_exceptions=True)
+    assert first.expired and last.expired and not kept.expired
+    assert not spared.done()
+    spared.cancel()
+    await asyncio.gather(spared, return_exceptions=True)
+    assert len(cancelled_at) == 3  # early, late, and the test's own cancel of spared
+
+
+async def test_finished_entries_do_not_pile_up_behind_a_long_running_job() -> None:
+    loop = asyncio.get_running_loop()
+    deadlines = Deadlines(loop)
+    task = asyncio.current_task()
+    assert task is not None
+    long_running = deadlines.start(task, 300)
+    for _ in range(1000):
+        deadlines.finish(deadlines.start(task, 300))
+    assert len(deadlines._fifos[300]) < 200
+    deadlines.finish(long_running)
+    assert not deadlines._fifos[300]
