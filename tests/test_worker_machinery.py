@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from conveyor.worker.deadlines import Deadlines
+from conveyor.worker.fetcher import InFlight
 from conveyor.worker.slots import Slots
 
 
@@ -81,3 +82,22 @@ async def test_after_a_lull_the_first_fetch_is_small_then_doubles() -> None:
     assert sizes == [25, 25, 50]
     slots.give(50)  # half of them finished: the rest are still in use
     assert await slots.take(100, 25) == 50
+
+
+async def test_acknowledgements_wait_for_the_fetches_already_in_flight_only() -> None:
+    loop = asyncio.get_running_loop()
+    in_flight = InFlight()
+    first: asyncio.Future[None] = loop.create_future()
+    in_flight.add(first)
+    waiter = asyncio.create_task(in_flight.passed())
+    for _ in range(3):  # the waiter lets a woken fetcher go first, then looks
+        await asyncio.sleep(0)
+    later: asyncio.Future[None] = loop.create_future()
+    in_flight.add(later)
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    first.set_result(None)
+    await asyncio.wait_for(waiter, 5)  # not held up by the later fetch
+    later.set_result(None)
+    await asyncio.sleep(0)
+    assert not in_flight._calls

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from conveyor.errors import ServerUnavailable
 from conveyor.keys import QueueKeys
@@ -22,6 +23,28 @@ from conveyor.worker.options import WorkerOptions
 from conveyor.worker.slots import Slots
 
 log = logging.getLogger("conveyor.worker")
+
+
+class InFlight:
+    """The fetch calls on their way to the server, for acknowledgements to wait behind.
+
+    The server answers the commands it read in one go only once it has run them all, so an
+    acknowledgement sent beside a fetch would hold back the jobs that fetch starts; sent
+    just after, it runs on the server while the worker starts them.
+    """
+
+    def __init__(self) -> None:
+        self._calls: set[asyncio.Future[Any]] = set()
+
+    def add(self, call: asyncio.Future[Any]) -> None:
+        self._calls.add(call)
+        call.add_done_callback(self._calls.discard)
+
+    async def passed(self) -> None:
+        """Wait until the fetches in flight have been answered (not later ones)."""
+        await asyncio.sleep(0)  # first, a fetcher woken by the same completions sends its own
+        if self._calls:
+            await asyncio.wait(set(self._calls))
 
 
 class Fetcher:
@@ -39,6 +62,7 @@ class Fetcher:
         retry_pause: Callable[[], float],
         stopping: asyncio.Event,
         recovered: Callable[[], None],
+        in_flight: InFlight,
     ) -> None:
         self.transport = transport
         self.keys = keys
@@ -50,6 +74,7 @@ class Fetcher:
         self.retry_pause = retry_pause
         self.stopping = stopping
         self.recovered = recovered
+        self.in_flight = in_flight
         self._calls = itertools.count()
         self._failing = False
 
@@ -81,7 +106,12 @@ class Fetcher:
             self.keys, self.queue_options, count, self.worker_id, token_base,
             round(self.options.lock_ttl * 1000),
         )  # fmt: skip
-        (reply,) = await self.transport.execute([call])
+        answered = asyncio.get_running_loop().create_future()
+        self.in_flight.add(answered)
+        try:
+            (reply,) = await self.transport.execute([call])
+        finally:
+            answered.set_result(None)
         if self._failing:
             log.warning("queue %s: the server is reachable again", self.keys.queue)
             self._failing = False

@@ -31,7 +31,7 @@ from conveyor.retry import Backoff, BackoffFunction
 from conveyor.transport import AsyncTransport
 from conveyor.worker import calls
 from conveyor.worker.calls import Claim
-from conveyor.worker.fetcher import Fetcher
+from conveyor.worker.fetcher import Fetcher, InFlight
 from conveyor.worker.handlers import Handler, HandlerFunction, check_process_handler, make_handler
 from conveyor.worker.locks import LockKeeper
 from conveyor.worker.options import WorkerOptions
@@ -227,9 +227,10 @@ class _Session:
         )  # fmt: skip
         self.processes = ProcessPool.for_handlers(self.options, worker.handlers.values())
         self.runner.processes = self.processes
+        self.in_flight = InFlight()
         self.settler = Settler(
             transport, queue_settings, self.held, worker.handlers, worker.id,
-            self.options.max_stalls, self._retry_pause, self._on_dead,
+            self.options.max_stalls, self._retry_pause, self._on_dead, self.in_flight.passed,
         )  # fmt: skip
         self.locks = LockKeeper(url, worker.queues, self.held, worker.id, self.options,
                                 self._on_lost_threadsafe, self._describe,
@@ -394,7 +395,7 @@ class _Session:
         fetchers = [
             Fetcher(self.transport, keys, self.worker.queue_options, self.options,
                     self.worker.id, self.slots, self.dispatch, self._retry_pause, self.stopping,
-                    self._recovered)
+                    self._recovered, self.in_flight)
             for keys in self.worker.queues
         ]  # fmt: skip
         background = [asyncio.create_task(f.run()) for f in fetchers]
