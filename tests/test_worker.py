@@ -312,3 +312,34 @@ async def test_one_worker_serves_several_queues(server_url: str, queue_name: str
     for q in queues:
         await q.obliterate(force=True)
         await q.close()
+
+
+async def test_a_full_worker_refills_with_a_small_fetch_first_then_doubles(
+    queue: conveyor.Queue, server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.worker import calls
+
+    sizes: list[int] = []
+    fetch = calls.fetch
+
+    def recording_fetch(*args: Any) -> Any:
+        sizes.append(args[2])
+        return fetch(*args)
+
+    monkeypatch.setattr(calls, "fetch", recording_fetch)
+    worker = make_worker(queue, server_url, concurrency=100, fetch_batch=100)
+    release = asyncio.Event()
+    done: list[str] = []
+
+    @worker.handler
+    async def block(ctx: JobContext, payload: None) -> None:
+        await release.wait()
+        done.append(ctx.id)
+
+    await queue.enqueue_many([("block", None)] * 200)
+    async with RunningWorker(worker):
+        await wait_for(lambda: len(sizes) >= 3)
+        release.set()
+        await wait_for(lambda: len(done) == 200)
+    # 25, then 50 while those start, then the 25 slots left; full: the refill starts at 25.
+    assert sizes[:4] == [25, 50, 25, 25]

@@ -82,8 +82,15 @@ class Fetcher:
         """Fetch and dispatch until the worker stops."""
         most = min(self.options.fetch_batch, self.options.concurrency)
         least = max(1, most // 4)
+        batch = least
         while not self.stopping.is_set():
-            count = await self.slots.take(most, least)
+            # Once the worker was full, the next fetch is small: its jobs start sooner (the
+            # server's work per fetch grows with the batch), and each following fetch, sent
+            # while the previous jobs start, doubles up to the most.
+            if self.slots.free < least:
+                batch = least
+            count = await self.slots.take(batch, least)
+            batch = min(most, 2 * batch)
             try:
                 fetched = await self._fetch(count)
             except ServerUnavailable as exc:

@@ -15,16 +15,11 @@ class Slots:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     async def take(self, most: int, least: int) -> int:
-        """Take between ``least`` and ``most`` free slots, and no more than are in use.
-
-        The last rule makes a worker that has just become idle fetch a small batch first
-        (whose jobs start sooner: the server's work per fetch grows with the batch), then
-        double it while each fetch is on its way.
-        """
+        """Take between ``least`` and ``most`` free slots."""
         least = max(1, min(least, most, self.total))
         while self.free < least:
             await self._wait_for(least)
-        count = min(most, self.free, max(least, self.total - self.free))
+        count = min(most, self.free)
         self.free -= count
         return count
 
