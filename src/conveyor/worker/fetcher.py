@@ -26,11 +26,13 @@ log = logging.getLogger("conveyor.worker")
 
 
 class InFlight:
-    """The fetch calls on their way to the server, for acknowledgements to wait behind.
+    """The fetches refilling a full worker on their way, for acknowledgements to wait behind.
 
     The server answers the commands it read in one go only once it has run them all, so an
-    acknowledgement sent beside a fetch would hold back the jobs that fetch starts; sent
-    just after, it runs on the server while the worker starts them.
+    acknowledgement sent beside such a fetch would hold back the jobs that fill the idle
+    slots; sent just after, it runs on the server while the worker starts them. Fetches
+    of a worker that is not full are not waited for: holding acknowledgements back then
+    only leaves the server idle while the worker reads the fetched jobs.
     """
 
     def __init__(self) -> None:
@@ -87,12 +89,13 @@ class Fetcher:
             # Once the worker was full, the next fetch is small: its jobs start sooner (the
             # server's work per fetch grows with the batch), and each following fetch, sent
             # while the previous jobs start, doubles up to the most.
-            if self.slots.free < least:
+            refill = self.slots.free < least
+            if refill:
                 batch = least
             count = await self.slots.take(batch, least)
             batch = min(most, 2 * batch)
             try:
-                fetched = await self._fetch(count)
+                fetched = await self._fetch(count, refill)
             except ServerUnavailable as exc:
                 self.slots.give(count)
                 self._report_outage(exc)
@@ -107,14 +110,15 @@ class Fetcher:
             if not fetched.claims:
                 await self._wait_for_work(fetched)
 
-    async def _fetch(self, count: int) -> Fetched:
+    async def _fetch(self, count: int, refill: bool = False) -> Fetched:
         token_base = f"{self.worker_id}.{next(self._calls)}"
         call = calls.fetch(
             self.keys, self.queue_options, count, self.worker_id, token_base,
             round(self.options.lock_ttl * 1000),
         )  # fmt: skip
         answered = asyncio.get_running_loop().create_future()
-        self.in_flight.add(answered)
+        if refill:
+            self.in_flight.add(answered)
         try:
             (reply,) = await self.transport.execute([call])
         finally:
