@@ -343,3 +343,29 @@ async def test_a_full_worker_refills_with_a_small_fetch_first_then_doubles(
         await wait_for(lambda: len(done) == 200)
     # 25, then 50 while those start, then the 25 slots left; full: the refill starts at 25.
     assert sizes[:4] == [25, 50, 25, 25]
+
+
+def test_fetch_counts_the_attempt_and_complete_checks_the_lock_token(
+    sync_queue: conveyor.SyncQueue, server_url: str
+) -> None:
+    from conveyor.transport import SyncTransport
+    from conveyor.worker import calls
+
+    keys, options = QueueKeys(sync_queue.name), conveyor.QueueOptions()
+    job = sync_queue.enqueue("ok", 1, retention=60)
+    transport = SyncTransport(redis.Redis.from_url(server_url), server_url)
+    try:
+        (reply,) = transport.execute([calls.fetch(keys, options, 10, "w1", "w1.0", 60_000)])
+        (claim,) = calls.parse_fetch(sync_queue.name, reply).claims
+        assert (claim.id, claim.attempt, claim.token) == (job.id, 1, "w1.0.1")
+        forged = (job.id, "w9.0.1", b"1", 0)
+        assert transport.execute([calls.complete(keys, options, [forged])]) == [[job.id.encode()]]
+        assert sync_queue.get_job(job.id).state is JobState.ACTIVE  # type: ignore[union-attr]
+        done = (job.id, claim.token, b"2", 0)
+        assert transport.execute([calls.complete(keys, options, [done])]) == [[]]
+        assert transport.execute([calls.complete(keys, options, [done])]) == [[job.id.encode()]]
+        stored = sync_queue.get_job(job.id)
+        assert stored is not None and stored.state is JobState.COMPLETED and stored.result == 2
+        assert stored.attempt == 1
+    finally:
+        transport.close()
