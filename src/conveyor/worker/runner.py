@@ -98,13 +98,11 @@ class Runner:
         self.processes: ProcessPool | None = None
         self._deadlines: Deadlines | None = None
 
-    def _deadline(self, seconds: float) -> tuple[asyncio.Task[Any], Deadline]:
-        """This task and its deadline ``seconds`` from now (see :mod:`.deadlines`)."""
-        task = asyncio.current_task()
-        assert task is not None
+    def _deadline(self, task: asyncio.Task[Any], seconds: float) -> Deadline:
+        """The job's deadline ``seconds`` from now (see :mod:`.deadlines`)."""
         if self._deadlines is None:
             self._deadlines = Deadlines(task.get_loop())
-        return task, self._deadlines.start(task, seconds)
+        return self._deadlines.start(task, seconds)
 
     def _finish(self, task: asyncio.Task[Any], deadline: Deadline) -> bool:
         """The handler returned or raised: True if it was cancelled for its deadline alone."""
@@ -114,12 +112,13 @@ class Runner:
         # counts as a timeout only if nobody else (a shutdown) cancelled the task too.
         return deadline.expired and _uncancel(task) == 0
 
-    async def run(self, claim: Claim) -> Outcome:
-        """Run the claim's handler; every failure becomes an :class:`Outcome`."""
+    async def run(self, claim: Claim, task: asyncio.Task[Any]) -> Outcome:
+        """Run the claim's handler in ``task`` (the current one); every failure becomes an
+        :class:`Outcome`."""
         started = time.monotonic()
         current_job.set((claim.id, claim.name, claim.attempt, claim.queue))
         try:
-            outcome = await self._run(claim)
+            outcome = await self._run(claim, task)
         finally:
             running = self.running.pop((claim.queue, claim.id), None)
         if running is not None and running[0].cancelled:
@@ -139,7 +138,7 @@ class Runner:
             task.cancel()
         return True
 
-    async def _run(self, claim: Claim) -> Outcome:
+    async def _run(self, claim: Claim, task: asyncio.Task[Any]) -> Outcome:
         handler = self.handlers.get(claim.name)
         if handler is None:
             error = UnknownJobError(f"no handler is registered for job name {claim.name!r}")
@@ -155,21 +154,23 @@ class Runner:
         timeout = claim.timeout or handler.timeout or self.default_timeout
         in_process = bool(handler.process and self.processes is not None)
         # Cancelling the task stops an async handler, or kills a process handler's child.
-        task = asyncio.current_task() if handler.is_async or in_process else None
-        self.running[(claim.queue, claim.id)] = (context, task)
+        self.running[(claim.queue, claim.id)] = (
+            context, task if handler.is_async or in_process else None
+        )  # fmt: skip
         if in_process:
             assert self.processes is not None
             return await self.processes.run(
                 handler, context, claim.raw_payload, timeout, self.max_result_bytes
             )
         if handler.is_async:
-            return await self._run_async(handler, context, payload, timeout)
-        return await self._run_in_thread(handler, context, payload, timeout)
+            return await self._run_async(handler, context, payload, timeout, task)
+        return await self._run_in_thread(handler, context, payload, timeout, task)
 
     async def _run_async(
-        self, handler: Handler, context: JobContext, payload: Any, timeout: float
-    ) -> Outcome:
-        task, deadline = self._deadline(timeout)
+        self, handler: Handler, context: JobContext, payload: Any, timeout: float,
+        task: asyncio.Task[Any],
+    ) -> Outcome:  # fmt: skip
+        deadline = self._deadline(task, timeout)
         try:
             try:
                 result = await handler.function(context, payload)
@@ -188,13 +189,14 @@ class Runner:
         return self._encoded(result)
 
     async def _run_in_thread(
-        self, handler: Handler, context: JobContext, payload: Any, timeout: float
-    ) -> Outcome:
+        self, handler: Handler, context: JobContext, payload: Any, timeout: float,
+        task: asyncio.Task[Any],
+    ) -> Outcome:  # fmt: skip
         loop = asyncio.get_running_loop()
         # The thread gets a copy of this task's context, so its log records name the job.
         run_in_context = contextvars.copy_context().run
         future = loop.run_in_executor(self.pool, run_in_context, handler.function, context, payload)
-        task, deadline = self._deadline(timeout)
+        deadline = self._deadline(task, timeout)
         try:
             try:
                 result = await asyncio.shield(future)

@@ -299,8 +299,10 @@ class _Session:
         self.tasks.add(self.loop.create_task(self._process(claim)))
 
     async def _process(self, claim: Claim) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         try:
-            outcome = await self.runner.run(claim)
+            outcome = await self.runner.run(claim, task)
             if outcome.straggler is not None:
                 outcome.straggler.add_done_callback(lambda _: self.slots.give())
             else:
@@ -308,7 +310,7 @@ class _Session:
             await self._settle(claim, outcome)
         finally:
             # Here rather than in a done callback: one callback less on the loop per job.
-            self.tasks.discard(asyncio.current_task())
+            self.tasks.discard(task)
 
     async def _settle(self, claim: Claim, outcome: Outcome) -> None:
         try:
