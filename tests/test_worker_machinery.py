@@ -93,3 +93,11 @@ async def test_acknowledgements_wait_for_the_fetches_already_in_flight_only() ->
     later.set_result(None)
     await asyncio.sleep(0)
     assert not in_flight._calls
+
+
+async def test_an_unanswered_fetch_holds_acknowledgements_back_for_a_bounded_time() -> None:
+    in_flight = InFlight()
+    stuck: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    in_flight.add(stuck)
+    await asyncio.wait_for(in_flight.passed(), 10)  # returns by its own bound
+    stuck.cancel()

@@ -43,10 +43,11 @@ class InFlight:
         call.add_done_callback(self._calls.discard)
 
     async def passed(self) -> None:
-        """Wait until the fetches in flight have been answered (not later ones)."""
+        """Wait until the fetches in flight have been answered (not later ones), or for a
+        second at most: the order is an optimisation, never a reason to hold an ack."""
         await asyncio.sleep(0)  # first, a fetcher woken by the same completions sends its own
         if self._calls:
-            await asyncio.wait(set(self._calls))
+            await asyncio.wait(set(self._calls), timeout=1.0)
 
 
 class Fetcher:
