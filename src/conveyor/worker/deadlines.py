@@ -64,7 +64,9 @@ class Deadlines:
         fifo = self._fifos[seconds]
         while fifo and fifo[0].task is None:  # usually the oldest job finishes first
             fifo.popleft()
-        if len(fifo) > 2 * running + _SLACK:  # one long job holds up the front
+        if not fifo:  # so jobs with many different timeouts leave nothing behind
+            del self._fifos[seconds], self._running[seconds]
+        elif len(fifo) > 2 * running + _SLACK:  # one long job holds up the front
             self._fifos[seconds] = deque(e for e in fifo if e.task is not None)
 
     def _arm(self, at: float) -> None:
