@@ -348,12 +348,13 @@ async def test_a_full_worker_refills_with_a_small_fetch_first_then_doubles(
 def test_fetch_counts_the_attempt_and_complete_checks_the_lock_token(
     sync_queue: conveyor.SyncQueue, server_url: str
 ) -> None:
+    from conveyor import connection
     from conveyor.transport import SyncTransport
     from conveyor.worker import calls
 
     keys, options = QueueKeys(sync_queue.name), conveyor.QueueOptions()
     job = sync_queue.enqueue("ok", 1, retention=60)
-    transport = SyncTransport(redis.Redis.from_url(server_url), server_url)
+    transport = SyncTransport(connection.sync_client(server_url), server_url)
     try:
         (reply,) = transport.execute([calls.fetch(keys, options, 10, "w1", "w1.0", 60_000)])
         (claim,) = calls.parse_fetch(sync_queue.name, reply).claims
