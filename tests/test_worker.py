@@ -185,6 +185,8 @@ async def test_an_async_handler_is_cancelled_at_its_timeout(
     assert cancelled.is_set()
     assert dead.history[0].cause is AttemptCause.TIMEOUT
     assert dead.error.type == "JobTimeoutError"
+    attempt = dead.history[0]
+    assert attempt.ended_at - attempt.started_at >= 0.2 - 1e-3  # at the deadline, not before
 
 
 async def test_a_sync_handler_timeout_fails_the_attempt_and_keeps_the_slot_busy(
@@ -325,3 +327,61 @@ def test_a_handler_that_cannot_take_ctx_and_payload_is_refused_at_registration()
         pass
 
     assert "flexible" in worker.handlers and "send" not in worker.handlers
+
+
+async def test_a_full_worker_refills_with_a_small_fetch_first_then_doubles(
+    queue: conveyor.Queue, server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.worker import calls
+
+    sizes: list[int] = []
+    fetch = calls.fetch
+
+    def recording_fetch(*args: Any) -> Any:
+        sizes.append(args[2])
+        return fetch(*args)
+
+    monkeypatch.setattr(calls, "fetch", recording_fetch)
+    worker = make_worker(queue, server_url, concurrency=100, fetch_batch=100)
+    release = asyncio.Event()
+    done: list[str] = []
+
+    @worker.handler
+    async def block(ctx: JobContext, payload: None) -> None:
+        await release.wait()
+        done.append(ctx.id)
+
+    await queue.enqueue_many([("block", None)] * 200)
+    async with RunningWorker(worker):
+        await wait_for(lambda: len(sizes) >= 3)
+        release.set()
+        await wait_for(lambda: len(done) == 200)
+    # 25, then 50 while those start, then the 25 slots left; full: the refill starts at 25.
+    assert sizes[:4] == [25, 50, 25, 25]
+
+
+def test_fetch_counts_the_attempt_and_complete_checks_the_lock_token(
+    sync_queue: conveyor.SyncQueue, server_url: str
+) -> None:
+    from conveyor import connection
+    from conveyor.transport import SyncTransport
+    from conveyor.worker import calls
+
+    keys, options = QueueKeys(sync_queue.name), conveyor.QueueOptions()
+    job = sync_queue.enqueue("ok", 1, retention=60)
+    transport = SyncTransport(connection.sync_client(server_url), server_url)
+    try:
+        (reply,) = transport.execute([calls.fetch(keys, options, 10, "w1", "w1.0", 60_000)])
+        (claim,) = calls.parse_fetch(sync_queue.name, reply).claims
+        assert (claim.id, claim.attempt, claim.token) == (job.id, 1, "w1.0.1")
+        forged = (job.id, "w9.0.1", b"1", 0)
+        assert transport.execute([calls.complete(keys, options, [forged])]) == [[job.id.encode()]]
+        assert sync_queue.get_job(job.id).state is JobState.ACTIVE  # type: ignore[union-attr]
+        done = (job.id, claim.token, b"2", 0)
+        assert transport.execute([calls.complete(keys, options, [done])]) == [[]]
+        assert transport.execute([calls.complete(keys, options, [done])]) == [[job.id.encode()]]
+        stored = sync_queue.get_job(job.id)
+        assert stored is not None and stored.state is JobState.COMPLETED and stored.result == 2
+        assert stored.attempt == 1
+    finally:
+        transport.close()

@@ -18,13 +18,14 @@ local buckets = {}
 for i = jobs_start, #ARGV, 4 do
   local id = ARGV[i]
   local job = job_key .. id
-  if redis.call('HGET', job, 'token') ~= ARGV[i + 1] or not redis.call('ZSCORE', active_key, id) then
+  local held = redis.call('HMGET', job, 'token', 'keep_ms', 'group')
+  -- The token first: a job whose lock this worker lost must not leave active here.
+  if held[1] ~= ARGV[i + 1] or redis.call('ZREM', active_key, id) == 0 then
     refused[#refused + 1] = id
   else
-    redis.call('ZREM', active_key, id)
     redis.call('HDEL', job, 'token')
-    group_done(id)
-    local keep = tonumber(redis.call('HGET', job, 'keep_ms') or keep_age_ms)
+    group_release(held[3])
+    local keep = tonumber(held[2] or keep_age_ms)
     if keep <= 0 then
       redis.call('DEL', job)
     else

@@ -66,11 +66,11 @@ local out = {'ok', now, 0}
 local taken = 0
 
 local function take(id)
-  local job = job_key .. id
-  if redis.call('EXISTS', job) == 0 then return false end
+  local token = token_base .. '.' .. (taken + 1)
+  if not claim(job_key .. id, id, token, worker_id, now, lock_ttl_ms, active_key, out, true) then
+    return false
+  end
   taken = taken + 1
-  redis.call('HINCRBY', job, 'attempt', 1)
-  claim(job, id, token_base .. '.' .. taken, worker_id, now, lock_ttl_ms, active_key, out)
   if limits[3] then
     redis.call('ZADD', rate_key, now, token_base .. '.' .. taken)
     redis.call('PEXPIRE', rate_key, rate_period)

@@ -19,7 +19,7 @@ for n, id in ipairs(expired) do
   else
     redis.call('HINCRBY', job, 'stalls', 1)
     emit(events_key, events_maxlen, 'stalled', id, 'worker', redis.call('HGET', job, 'worker') or '')
-    claim(job, id, token_base .. '.' .. n, worker_id, now, lock_ttl_ms, active_key, out)
+    claim(job, id, token_base .. '.' .. n, worker_id, now, lock_ttl_ms, active_key, out, false)
   end
 end
 return out

@@ -40,30 +40,19 @@ class Claim:
 
 
 def _claims(queue: str, now: int, flat: Sequence[Any]) -> list[Claim]:
-    out = []
-    for i in range(0, len(flat), _STRIDE):
-        v = flat[i : i + _STRIDE]
-        timeout_ms = int(v[5] or 0)
-        out.append(
-            Claim(
-                queue,
-                v[0].decode(),
-                v[1].decode(),
-                v[2],
-                int(v[3] or 0),
-                int(v[4] or 1),
-                timeout_ms / 1000.0 if timeout_ms else None,
-                v[6],
-                int(v[7] or 0),
-                int(v[8] or 0),
-                int(v[9] or 0),
-                int(v[10] or 0),
-                v[11].decode(),
-                v[12].decode(),
-                now,
-            )
+    fields = iter(flat)
+    return [
+        Claim(
+            queue, job_id.decode(), name.decode(), payload, int(attempt or 0),
+            int(max_attempts or 1), int(timeout_ms or 0) / 1000.0 or None, options,
+            int(created_ms or 0), int(priority or 0), int(stalls or 0), int(started_ms or 0),
+            worker.decode(), token.decode(), now,
         )
-    return out
+        for (
+            job_id, name, payload, attempt, max_attempts, timeout_ms, options, created_ms,
+            priority, stalls, started_ms, worker, token,
+        ) in zip(*[fields] * _STRIDE, strict=True)
+    ]  # fmt: skip
 
 
 @dataclass(frozen=True)

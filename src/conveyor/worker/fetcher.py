@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from conveyor.errors import ServerUnavailable
 from conveyor.keys import QueueKeys
@@ -22,6 +23,31 @@ from conveyor.worker.options import WorkerOptions
 from conveyor.worker.slots import Slots
 
 log = logging.getLogger("conveyor.worker")
+
+
+class InFlight:
+    """The fetches refilling a full worker on their way, for acknowledgements to wait behind.
+
+    The server answers the commands it read in one go only once it has run them all, so an
+    acknowledgement sent beside such a fetch would hold back the jobs that fill the idle
+    slots; sent just after, it runs on the server while the worker starts them. Fetches
+    of a worker that is not full are not waited for: holding acknowledgements back then
+    only leaves the server idle while the worker reads the fetched jobs.
+    """
+
+    def __init__(self) -> None:
+        self._calls: set[asyncio.Future[Any]] = set()
+
+    def add(self, call: asyncio.Future[Any]) -> None:
+        self._calls.add(call)
+        call.add_done_callback(self._calls.discard)
+
+    async def passed(self) -> None:
+        """Wait until the fetches in flight have been answered (not later ones), or for a
+        second at most: the order is an optimisation, never a reason to hold an ack."""
+        await asyncio.sleep(0)  # first, a fetcher woken by the same completions sends its own
+        if self._calls:
+            await asyncio.wait(set(self._calls), timeout=1.0)
 
 
 class Fetcher:
@@ -39,6 +65,7 @@ class Fetcher:
         retry_pause: Callable[[], float],
         stopping: asyncio.Event,
         recovered: Callable[[], None],
+        in_flight: InFlight,
     ) -> None:
         self.transport = transport
         self.keys = keys
@@ -50,6 +77,7 @@ class Fetcher:
         self.retry_pause = retry_pause
         self.stopping = stopping
         self.recovered = recovered
+        self.in_flight = in_flight
         self._calls = itertools.count()
         self._failing = False
 
@@ -57,10 +85,18 @@ class Fetcher:
         """Fetch and dispatch until the worker stops."""
         most = min(self.options.fetch_batch, self.options.concurrency)
         least = max(1, most // 4)
+        batch = least
         while not self.stopping.is_set():
-            count = await self.slots.take(most, least)
+            # Once the worker was full, the next fetch is small: its jobs start sooner (the
+            # server's work per fetch grows with the batch), and each following fetch, sent
+            # while the previous jobs start, doubles up to the most.
+            refill = self.slots.free < least
+            if refill:
+                batch = least
+            count = await self.slots.take(batch, least)
+            batch = min(most, 2 * batch)
             try:
-                fetched = await self._fetch(count)
+                fetched = await self._fetch(count, refill)
             except ServerUnavailable as exc:
                 self.slots.give(count)
                 self._report_outage(exc)
@@ -75,13 +111,19 @@ class Fetcher:
             if not fetched.claims:
                 await self._wait_for_work(fetched)
 
-    async def _fetch(self, count: int) -> Fetched:
+    async def _fetch(self, count: int, refill: bool = False) -> Fetched:
         token_base = f"{self.worker_id}.{next(self._calls)}"
         call = calls.fetch(
             self.keys, self.queue_options, count, self.worker_id, token_base,
             round(self.options.lock_ttl * 1000),
         )  # fmt: skip
-        (reply,) = await self.transport.execute([call])
+        answered = asyncio.get_running_loop().create_future()
+        if refill:
+            self.in_flight.add(answered)
+        try:
+            (reply,) = await self.transport.execute([call])
+        finally:
+            answered.set_result(None)
         if self._failing:
             log.warning("queue %s: the server is reachable again", self.keys.queue)
             self._failing = False

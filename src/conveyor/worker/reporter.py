@@ -64,10 +64,10 @@ class Reporter:
             self._entry(queue, job_id, token).lines.append(f"{stamp} {line}\n")
         self._schedule()
 
-    async def settle(self, queue: str, job_id: str) -> None:
-        """Make sure what this job reported is stored (before it is acknowledged)."""
-        if (queue, job_id) in self._pending or self._flusher is not None:
-            await self.flush()
+    def unsettled(self, queue: str, job_id: str) -> bool:
+        """Whether :meth:`flush` must run before this job is settled, so its reports land
+        first (a plain call: most jobs report nothing)."""
+        return (queue, job_id) in self._pending or self._flusher is not None
 
     def _entry(self, queue: str, job_id: str, token: str) -> _Pending:
         entry = self._pending.get((queue, job_id))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from conveyor.errors import ConveyorError, PayloadError
 from conveyor.job import AttemptCause, ErrorInfo
 from conveyor.worker.calls import Claim
 from conveyor.worker.context import JobContext
+from conveyor.worker.deadlines import Deadline, Deadlines
 from conveyor.worker.handlers import Handler
 from conveyor.worker.log_context import current_job
 from conveyor.worker.reporter import Reporter
@@ -69,29 +69,9 @@ def _failed(cause: AttemptCause, exc: BaseException, with_traceback: bool = True
     return Outcome(False, cause=cause, error=exc, traceback=text)
 
 
-class _Expired(Exception):
-    """Our timeout fired (as opposed to the handler raising a TimeoutError of its own)."""
-
-
-if sys.version_info >= (3, 11):
-
-    async def _with_timeout(awaitable: Any, seconds: float) -> Any:
-        scope = asyncio.timeout(seconds)
-        try:
-            async with scope:
-                return await awaitable
-        except TimeoutError:
-            if scope.expired():
-                raise _Expired from None
-            raise
-
-else:  # pragma: no cover
-
-    async def _with_timeout(awaitable: Any, seconds: float) -> Any:
-        try:
-            return await asyncio.wait_for(awaitable, seconds)
-        except asyncio.TimeoutError:  # distinct from the builtin TimeoutError before 3.11
-            raise _Expired from None
+def _uncancel(task: asyncio.Task[Any]) -> int:
+    """Withdraw one cancellation request; how many others are still pending (3.11+)."""
+    return task.uncancel() if hasattr(task, "uncancel") else 0
 
 
 class Runner:
@@ -116,13 +96,29 @@ class Runner:
         self.running: dict[tuple[str, str], tuple[JobContext, asyncio.Task[Any] | None]] = {}
         #: Runs handlers marked ``process`` (set by the worker when it has any).
         self.processes: ProcessPool | None = None
+        self._deadlines: Deadlines | None = None
 
-    async def run(self, claim: Claim) -> Outcome:
-        """Run the claim's handler; every failure becomes an :class:`Outcome`."""
+    def _deadline(self, task: asyncio.Task[Any], seconds: float) -> Deadline:
+        """The job's deadline ``seconds`` from now (see :mod:`.deadlines`)."""
+        if self._deadlines is None:
+            self._deadlines = Deadlines(task.get_loop())
+        return self._deadlines.start(task, seconds)
+
+    def _finish(self, task: asyncio.Task[Any], deadline: Deadline) -> bool:
+        """The handler returned or raised: True if it was cancelled for its deadline alone."""
+        assert self._deadlines is not None
+        self._deadlines.finish(deadline)
+        # Like asyncio.timeout(): our cancellation is withdrawn however the handler ended, and
+        # counts as a timeout only if nobody else (a shutdown) cancelled the task too.
+        return deadline.expired and _uncancel(task) == 0
+
+    async def run(self, claim: Claim, task: asyncio.Task[Any]) -> Outcome:
+        """Run the claim's handler in ``task`` (the current one); every failure becomes an
+        :class:`Outcome`."""
         started = time.monotonic()
         current_job.set((claim.id, claim.name, claim.attempt, claim.queue))
         try:
-            outcome = await self._run(claim)
+            outcome = await self._run(claim, task)
         finally:
             running = self.running.pop((claim.queue, claim.id), None)
         if running is not None and running[0].cancelled:
@@ -142,7 +138,7 @@ class Runner:
             task.cancel()
         return True
 
-    async def _run(self, claim: Claim) -> Outcome:
+    async def _run(self, claim: Claim, task: asyncio.Task[Any]) -> Outcome:
         handler = self.handlers.get(claim.name)
         if handler is None:
             error = UnknownJobError(f"no handler is registered for job name {claim.name!r}")
@@ -158,46 +154,57 @@ class Runner:
         timeout = claim.timeout or handler.timeout or self.default_timeout
         in_process = bool(handler.process and self.processes is not None)
         # Cancelling the task stops an async handler, or kills a process handler's child.
-        task = asyncio.current_task() if handler.is_async or in_process else None
-        self.running[(claim.queue, claim.id)] = (context, task)
+        self.running[(claim.queue, claim.id)] = (
+            context, task if handler.is_async or in_process else None
+        )  # fmt: skip
         if in_process:
             assert self.processes is not None
             return await self.processes.run(
                 handler, context, claim.raw_payload, timeout, self.max_result_bytes
             )
         if handler.is_async:
-            return await self._run_async(handler, context, payload, timeout)
-        return await self._run_in_thread(handler, context, payload, timeout)
+            return await self._run_async(handler, context, payload, timeout, task)
+        return await self._run_in_thread(handler, context, payload, timeout, task)
 
     async def _run_async(
-        self, handler: Handler, context: JobContext, payload: Any, timeout: float
-    ) -> Outcome:
+        self, handler: Handler, context: JobContext, payload: Any, timeout: float,
+        task: asyncio.Task[Any],
+    ) -> Outcome:  # fmt: skip
+        deadline = self._deadline(task, timeout)
         try:
-            result = await _with_timeout(handler.function(context, payload), timeout)
+            try:
+                result = await handler.function(context, payload)
+            finally:
+                timed_out = self._finish(task, deadline)
         except asyncio.CancelledError:
+            if timed_out:
+                error = JobTimeoutError(f"{handler.name} did not finish within {timeout:g}s")
+                return _failed(AttemptCause.TIMEOUT, error, with_traceback=False)
             if not context.cancelled:
                 raise  # the worker is shutting down: the job is handed back
-            task = asyncio.current_task()
-            if task is not None and hasattr(task, "uncancel"):
-                task.uncancel()
+            _uncancel(task)
             return Outcome(False, cancelled=True)
-        except _Expired:
-            error = JobTimeoutError(f"{handler.name} did not finish within {timeout:g}s")
-            return _failed(AttemptCause.TIMEOUT, error, with_traceback=False)
         except Exception as exc:
             return _failed(AttemptCause.ERROR, exc)
         return self._encoded(result)
 
     async def _run_in_thread(
-        self, handler: Handler, context: JobContext, payload: Any, timeout: float
-    ) -> Outcome:
+        self, handler: Handler, context: JobContext, payload: Any, timeout: float,
+        task: asyncio.Task[Any],
+    ) -> Outcome:  # fmt: skip
         loop = asyncio.get_running_loop()
         # The thread gets a copy of this task's context, so its log records name the job.
         run_in_context = contextvars.copy_context().run
         future = loop.run_in_executor(self.pool, run_in_context, handler.function, context, payload)
+        deadline = self._deadline(task, timeout)
         try:
-            result = await _with_timeout(asyncio.shield(future), timeout)
-        except _Expired:
+            try:
+                result = await asyncio.shield(future)
+            finally:
+                timed_out = self._finish(task, deadline)
+        except asyncio.CancelledError:
+            if not timed_out:
+                raise
             error = JobTimeoutError(
                 f"{handler.name} did not finish within {timeout:g}s (its thread keeps running)"
             )

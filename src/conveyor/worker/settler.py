@@ -46,6 +46,7 @@ class Settler:
         max_stalls: int,
         retry_pause: Callable[[], float],
         on_dead: Callable[[Claim], Awaitable[None]],
+        fetches_passed: Callable[[], Awaitable[None]],
     ) -> None:
         self.transport = transport
         self.queues = queues
@@ -55,6 +56,7 @@ class Settler:
         self.max_stalls = max_stalls
         self.retry_pause = retry_pause
         self.on_dead = on_dead
+        self.fetches_passed = fetches_passed
         self.completed = 0
         self.failed = 0
         self._pending: dict[str, list[tuple[str, str, bytes, int]]] = {}
@@ -74,6 +76,7 @@ class Settler:
 
     async def _flush_pending(self) -> None:
         while self._pending:
+            await self.fetches_passed()  # see fetcher.InFlight
             batch, self._pending = self._pending, {}
             for queue, done in batch.items():
                 await self._acknowledge(queue, done)

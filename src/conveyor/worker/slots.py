@@ -11,26 +11,36 @@ class Slots:
     def __init__(self, total: int) -> None:
         self.total = total
         self.free = total
-        self._changed = asyncio.Event()
+        #: (how many free slots it waits for, its future), for each waiting caller.
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     async def take(self, most: int, least: int) -> int:
-        """Take between ``least`` and ``most`` free slots (or all of them when idle)."""
+        """Take between ``least`` and ``most`` free slots."""
         least = max(1, min(least, most, self.total))
         while self.free < least:
-            self._changed.clear()
-            await self._changed.wait()
+            await self._wait_for(least)
         count = min(most, self.free)
         self.free -= count
         return count
 
     def give(self, count: int = 1) -> None:
-        """Return slots."""
+        """Return slots, waking only the callers that now have what they wait for."""
         if count:
             self.free += count
-            self._changed.set()
+            if self._waiters:
+                for wanted, waiter in self._waiters:
+                    if wanted <= self.free and not waiter.done():
+                        waiter.set_result(None)
 
     async def all_free(self) -> None:
         """Wait until no slot is in use."""
         while self.free < self.total:
-            self._changed.clear()
-            await self._changed.wait()
+            await self._wait_for(self.total)
+
+    async def _wait_for(self, wanted: int) -> None:
+        entry = (wanted, asyncio.get_running_loop().create_future())
+        self._waiters.append(entry)
+        try:
+            await entry[1]
+        finally:
+            self._waiters.remove(entry)

@@ -31,7 +31,7 @@ from conveyor.retry import Backoff, BackoffFunction
 from conveyor.transport import AsyncTransport
 from conveyor.worker import calls
 from conveyor.worker.calls import Claim
-from conveyor.worker.fetcher import Fetcher
+from conveyor.worker.fetcher import Fetcher, InFlight
 from conveyor.worker.handlers import Handler, HandlerFunction, check_process_handler, make_handler
 from conveyor.worker.locks import LockKeeper
 from conveyor.worker.options import WorkerOptions
@@ -259,6 +259,7 @@ class _Session:
         )
         queue_settings = {keys.queue: (keys, worker.queue_options) for keys in worker.queues}
         assert worker._loop is not None
+        self.loop = worker._loop
         self.reporter = Reporter(worker._loop, transport, queue_settings)
         self.runner = Runner(
             worker.handlers, self.pool, worker.id, worker.queue_options.timeout,
@@ -266,9 +267,10 @@ class _Session:
         )  # fmt: skip
         self.processes = ProcessPool.for_handlers(self.options, worker.handlers.values())
         self.runner.processes = self.processes
+        self.in_flight = InFlight()
         self.settler = Settler(
             transport, queue_settings, self.held, worker.handlers, worker.id,
-            self.options.max_stalls, self._retry_pause, self._on_dead,
+            self.options.max_stalls, self._retry_pause, self._on_dead, self.in_flight.passed,
         )  # fmt: skip
         self.locks = LockKeeper(url, worker.queues, self.held, worker.id, self.options,
                                 self._on_lost_threadsafe, self._describe,
@@ -333,18 +335,26 @@ class _Session:
 
     def dispatch(self, claim: Claim) -> None:
         self.held[claim.queue][claim.id] = claim.token
-        task = asyncio.create_task(self._process(claim))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(self.loop.create_task(self._process(claim)))
 
     async def _process(self, claim: Claim) -> None:
-        outcome = await self.runner.run(claim)
-        if outcome.straggler is not None:
-            outcome.straggler.add_done_callback(lambda _: self.slots.give())
-        else:
-            self.slots.give()
+        task = asyncio.current_task()
+        assert task is not None
         try:
-            await self.reporter.settle(claim.queue, claim.id)  # reports land before the ack
+            outcome = await self.runner.run(claim, task)
+            if outcome.straggler is not None:
+                outcome.straggler.add_done_callback(lambda _: self.slots.give())
+            else:
+                self.slots.give()
+            await self._settle(claim, outcome)
+        finally:
+            # Here rather than in a done callback: one callback less on the loop per job.
+            self.tasks.discard(task)
+
+    async def _settle(self, claim: Claim, outcome: Outcome) -> None:
+        try:
+            if self.reporter.unsettled(claim.queue, claim.id):
+                await self.reporter.flush()  # reports land before the ack
             if outcome.cancelled:
                 await self.settler.cancelled(claim)
             elif isinstance(outcome.error, RateLimited):
@@ -457,7 +467,7 @@ class _Session:
         fetchers = [
             Fetcher(self.transport, keys, self.worker.queue_options, self.options,
                     self.worker.id, self.slots, self.dispatch, self._retry_pause, self.stopping,
-                    self._recovered)
+                    self._recovered, self.in_flight)
             for keys in self.worker.queues
         ]  # fmt: skip
         background = [asyncio.create_task(f.run()) for f in fetchers]

@@ -3,14 +3,27 @@
 local CLAIM_FIELDS = {'id', 'name', 'payload', 'attempt', 'max_attempts', 'timeout_ms',
   'options', 'created_ms', 'priority', 'stalls', 'started_ms', 'worker'}
 
--- Give the lock of one job to a worker and append its claim fields and token to out.
-local function claim(job_key, job_id, token, worker_id, now, lock_ttl_ms, active_key, out)
+-- Give the lock of one job to a worker and append its claim fields and token to out; with
+-- next_attempt, the claim starts the job's next attempt (counted here). False, and nothing
+-- changed, if the job's record is gone.
+local function claim(job_key, job_id, token, worker_id, now, lock_ttl_ms, active_key, out,
+                     next_attempt)
   local values = redis.call('HMGET', job_key, unpack(CLAIM_FIELDS))
+  if not values[1] and not values[2] then return false end
+  if next_attempt then
+    values[4] = tostring(tonumber(values[4] or 0) + 1)
+  end
   for i = 1, #CLAIM_FIELDS do
     out[#out + 1] = values[i] or ''
   end
   out[#out + 1] = token
-  redis.call('HSET', job_key, 'state', 'active', 'token', token, 'worker', worker_id,
-    'started_ms', now)
+  if next_attempt then
+    redis.call('HSET', job_key, 'state', 'active', 'token', token, 'worker', worker_id,
+      'started_ms', now, 'attempt', values[4])
+  else
+    redis.call('HSET', job_key, 'state', 'active', 'token', token, 'worker', worker_id,
+      'started_ms', now)
+  end
   redis.call('ZADD', active_key, int(now + lock_ttl_ms), job_id)
+  return true
 end
