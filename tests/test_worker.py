@@ -344,16 +344,19 @@ async def test_a_full_worker_refills_with_a_small_fetch_first_then_doubles(
     monkeypatch.setattr(calls, "fetch", recording_fetch)
     worker = make_worker(queue, server_url, concurrency=100, fetch_batch=100)
     release = asyncio.Event()
+    started: list[str] = []
     done: list[str] = []
 
     @worker.handler
     async def block(ctx: JobContext, payload: None) -> None:
+        started.append(ctx.id)
         await release.wait()
         done.append(ctx.id)
 
     await queue.enqueue_many([("block", None)] * 200)
     async with RunningWorker(worker):
-        await wait_for(lambda: len(sizes) >= 3)
+        # Full: the next fetch waits for free slots, and must then start small again.
+        await wait_for(lambda: len(started) == 100)
         release.set()
         await wait_for(lambda: len(done) == 200)
     # 25, then 50 while those start, then the 25 slots left; full: the refill starts at 25.
