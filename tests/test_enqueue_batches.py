@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import warnings
@@ -13,6 +14,7 @@ import redis
 import conveyor
 from conveyor import Dedup, JobSpec, JobState, ops
 from conveyor.keys import QueueKeys
+from tests.conftest import CLUSTER_MODE
 
 
 @pytest.fixture
@@ -184,3 +186,30 @@ async def test_single_enqueues_keep_the_event_stream_trimmed(
         raw.close()
         assert length < 250  # MAXLEN ~ keeps whole stream nodes (100 entries each)
         await queue.obliterate(force=True)
+
+
+async def test_a_lean_call_held_past_the_read_timeout_is_cut_and_sent_again(
+    server_url: str, queue_name: str
+) -> None:
+    if CLUSTER_MODE:
+        pytest.skip("single server only: a cluster client never takes the lean path")
+    url = f"{server_url}{'&' if '?' in server_url else '?'}socket_timeout=1"
+    queue = conveyor.Queue(queue_name, url=url)
+    raw = redis.Redis.from_url(server_url)
+    try:
+        await queue.enqueue("a", 1)  # opens the lean connection
+        me = raw.client_id()
+        before = {c["id"] for c in raw.client_list()} - {me}
+        raw.execute_command("CLIENT", "PAUSE", 4000, "WRITE")  # the server holds the next call
+        job = await asyncio.wait_for(queue.enqueue("a", 2), 60)
+        after = {c["id"] for c in raw.client_list()} - {me}
+        assert job.payload == 2
+        # The held connection was cut by the watchdog (a read timeout of 1 s), and the call
+        # went again over another connection, which the server answered after the pause.
+        assert before - after
+        assert (await queue.counts()).waiting >= 2
+    finally:
+        raw.execute_command("CLIENT", "UNPAUSE")
+        raw.close()
+        await queue.obliterate(force=True)
+        await queue.close()

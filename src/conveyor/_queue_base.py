@@ -77,6 +77,8 @@ class QueueBase:
         given = (id, delay, run_at, attempts, timeout, backoff, retention, dedup, group,
                  partition_key)  # fmt: skip
         if given == _NOTHING and priority == defaults.PRIORITY:  # no options: the short way
+            if not self.partitioned:
+                return ops.enqueue_many(self.keys, [(name, payload)], self.options, durable)
             pair = [(name, payload)]
             return partitions.enqueue(self.parts, self._spreader, pair, self.options, durable)
         spec = JobSpec(

@@ -113,13 +113,13 @@ class Queue(QueueBase):
         an account): groups are served in turn and can have their own limits. On a
         partitioned queue, jobs with the same ``partition_key`` go to one partition, in order.
         """
-        await self._parts()
+        transport = self._transport or await self._connect()
         op = self._enqueue_op(
             name, payload, id=id, delay=delay, run_at=run_at, priority=priority,
             attempts=attempts, timeout=timeout, backoff=backoff, retention=retention,
             dedup=dedup, group=group, partition_key=partition_key, durable=durable,
         )  # fmt: skip
-        return (await self._run(op))[0]
+        return (await transport.run(op))[0]
 
     async def enqueue_many(
         self, jobs: Iterable[JobSpec | tuple[str, Any]], *, durable: Durable | None = None

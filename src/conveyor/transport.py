@@ -163,13 +163,20 @@ class AsyncTransport:
         self._lean = lean and plain
         self._lean_connection: redis.asyncio.connection.AbstractConnection | None = None
         self._lean_busy = False
+        self._lean_started = 0.0
+        self._lean_timeout: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def execute(self, calls: Sequence[Call]) -> list[Any]:
         """Send the calls of one round trip; reload scripts the server does not know.
 
         While the server is unreachable, wait for it up to the URL's ``wait_for_server``.
         """
-        patience = connection.Patience(self.url, self._outage)
+        try:
+            return await self._execute(calls)
+        except ServerUnavailable as exc:
+            patience = connection.Patience(self.url, self._outage)
+            await asyncio.sleep(patience.next_pause(exc))
         while True:
             try:
                 replies = await self._execute(calls)
@@ -247,7 +254,13 @@ class AsyncTransport:
         if conn is None:
             pool = self.client.connection_pool
             conn = self._lean_connection = pool.make_connection()  # type: ignore[no-untyped-call]
+            # The read timeout is kept by a watchdog, not by a timer armed per call.
+            self._lean_timeout, conn.socket_timeout = conn.socket_timeout, None
         self._lean_busy = True
+        loop = asyncio.get_running_loop()
+        self._lean_started = loop.time()
+        if self._watchdog is None and self._lean_timeout:
+            self._watchdog = loop.call_later(1.0, self._watch, conn)
         try:
             await _send(conn, packed)
             return await conn.read_response()
@@ -258,6 +271,20 @@ class AsyncTransport:
             raise _refused(self.url, exc) from None
         finally:
             self._lean_busy = False
+
+    def _watch(self, conn: redis.asyncio.connection.AbstractConnection) -> None:
+        """Every second while lean calls are made: cut the connection of a call that has
+        waited longer than the read timeout (its read fails and it takes the usual path)."""
+        self._watchdog = None
+        if not self._lean_busy or conn is not self._lean_connection:
+            return  # idle: the next call arms it again
+        loop = asyncio.get_running_loop()
+        if self._lean_timeout and loop.time() - self._lean_started > self._lean_timeout:
+            writer: asyncio.StreamWriter | None = getattr(conn, "_writer", None)
+            if writer is not None:
+                writer.transport.abort()
+            return
+        self._watchdog = loop.call_later(1.0, self._watch, conn)
 
     async def run(self, op: Op[T]) -> T:
         """Drive an operation to its result."""
@@ -273,6 +300,9 @@ class AsyncTransport:
             return done.value  # type: ignore[no-any-return]
 
     async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._lean_connection is not None:
             await self._lean_connection.disconnect()
             self._lean_connection = None
@@ -296,7 +326,11 @@ class SyncTransport:
 
         While the server is unreachable, wait for it up to the URL's ``wait_for_server``.
         """
-        patience = connection.Patience(self.url, self._outage)
+        try:
+            return self._execute(calls)
+        except ServerUnavailable as exc:
+            patience = connection.Patience(self.url, self._outage)
+            time.sleep(patience.next_pause(exc))
         while True:
             try:
                 replies = self._execute(calls)
