@@ -23,3 +23,12 @@ async def add(ctx: conveyor.JobContext, payload: dict[str, int]) -> int:
 handlers: dict[str, Any] = {"add": add}
 
 not_a_worker = 42
+
+
+def shout(ctx: conveyor.JobContext, payload: str) -> str:
+    """A plain ``def``: a thread handler unless the worker runs such handlers in processes."""
+    return payload.upper()
+
+
+#: Handlers that run in threads unless ``--process-handlers`` says otherwise.
+threaded = conveyor.Worker("cli-app-threads", handlers=[shout])

@@ -261,3 +261,25 @@ async def test_worker_subprocess_runs_a_job_enqueued_by_the_cli_and_stops_on_sig
             proc.kill()
             proc.wait()
     assert "serving" in log.read_text()
+
+
+def test_process_options_on_the_command_line_reach_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[conveyor.Worker] = []
+    monkeypatch.setattr(conveyor.Worker, "run", lambda self: started.append(self))
+    result = run("worker", "tests.cli_app:threaded", "--process-handlers", "--processes", "2",
+                 "--max-jobs-per-child", "50", "--max-child-memory", "256",
+                 "--child-init", "tests.process_handlers")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (built,) = started
+    assert built.handlers["shout"].process is True
+    assert cli_app.threaded.handlers["shout"].process is False  # the loaded worker's own choice
+    options = built.options
+    assert (options.process_handlers, options.processes, options.max_jobs_per_child) == (
+        True, 2, 50,
+    )
+    assert options.max_child_memory == 256 * 1024 * 1024
+    assert options.child_init == "tests.process_handlers"
+    refused = run("worker", "tests.cli_app:threaded", "--processes", "0")
+    assert refused.exit_code == 2 and "--processes" in refused.stderr

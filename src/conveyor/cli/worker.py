@@ -54,7 +54,7 @@ def build_worker(
         names = list(queues) or target.queue_names
         return Worker(
             names,
-            handlers=list(target.handlers.values()),
+            handlers=target.registered_handlers(),
             url=url or target.url,
             client=None if url else target.client,
             options=dataclasses.replace(target.options, **changes),
@@ -80,6 +80,16 @@ def build_worker(
               help="Server URL. [default: the worker's, $CONVEYOR_URL, else embedded]")  # fmt: skip
 @click.option("--allow-unsafe-server", is_flag=True,
               help="Start even if the server may evict jobs (maxmemory-policy).")  # fmt: skip
+@click.option("--process-handlers", is_flag=True,
+              help="Run every plain def handler in a child process.")  # fmt: skip
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="Child processes. [default: CPU count, at most the concurrency]")  # fmt: skip
+@click.option("--max-jobs-per-child", type=click.IntRange(min=1), default=None,
+              help="Replace a child after this many jobs.")  # fmt: skip
+@click.option("--max-child-memory", type=click.IntRange(min=1), default=None, metavar="MB",
+              help="Replace a child whose resident memory is over this after a job.")  # fmt: skip
+@click.option("--child-init", default=None, metavar="MODULE",
+              help="Module each child imports when it starts (heavy imports, models).")  # fmt: skip
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS, case_sensitive=False),
               default="info", show_default=True)  # fmt: skip
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
@@ -90,6 +100,11 @@ def worker(
     concurrency: int | None,
     url: str | None,
     allow_unsafe_server: bool,
+    process_handlers: bool,
+    processes: int | None,
+    max_jobs_per_child: int | None,
+    max_child_memory: int | None,
+    child_init: str | None,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -104,6 +119,13 @@ def worker(
         changes["concurrency"] = concurrency
     if allow_unsafe_server:
         changes["allow_unsafe_server"] = True
+    if process_handlers:
+        changes["process_handlers"] = True
+    if max_child_memory is not None:
+        changes["max_child_memory"] = max_child_memory * 1024 * 1024
+    given = {"processes": processes, "max_jobs_per_child": max_jobs_per_child,
+             "child_init": child_init}  # fmt: skip
+    changes.update({name: value for name, value in given.items() if value is not None})
     try:
         built = build_worker(load_target(target), queues, url, changes)
     except (TypeError, ValueError) as exc:  # a handler that is not callable, a bad queue name

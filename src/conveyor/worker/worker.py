@@ -82,6 +82,7 @@ class Worker:
         self.queue_options = queue_options or QueueOptions()
         self.on_dead = on_dead
         self.handlers: dict[str, Handler] = {}
+        self._registered: dict[str, Handler] = {}  # as given: process= not yet decided
         items = handlers.items() if isinstance(handlers, Mapping) else [(None, h) for h in handlers]
         for name, function in items:
             if not isinstance(function, Handler):
@@ -99,12 +100,18 @@ class Worker:
         """Register a handler; a second handler for the same name is an error."""
         if handler.name in self.handlers:
             raise ValueError(f"a handler for {handler.name!r} is already registered")
+        self._registered[handler.name] = handler
         if handler.process is None:  # the worker's choice: plain defs, if process_handlers
             process = self.options.process_handlers and not handler.is_async
             if process:
                 check_process_handler(handler.function)
             handler = dataclasses.replace(handler, process=process)
         self.handlers[handler.name] = handler
+
+    def registered_handlers(self) -> list[Handler]:
+        """The handlers as they were registered, before the worker's options chose which
+        run in processes: to build another worker from them with other options."""
+        return list(self._registered.values())
 
     def handler(
         self,
