@@ -297,6 +297,11 @@ def merge_metrics(queue: str, each: Sequence[QueueMetrics]) -> QueueMetrics:
     )
 
 
+def metrics_of(queues: Sequence[str], window: float) -> Op[list[QueueMetrics]]:
+    """The metrics of many queues, read side by side (a few round trips for any number)."""
+    return (yield from gather([logical_metrics(queue, window) for queue in queues]))
+
+
 def logical_metrics(queue: str, window: float) -> Op[QueueMetrics]:
     """The metrics of a queue by name, partitioned or not (for tools that list queues)."""
     parts = yield from parts_of(queue)

@@ -38,7 +38,7 @@ class QueueCollector(Collector):
 
     def _snapshots(self) -> list[QueueMetrics]:
         names = self.queues or self.transport.run(ops.known_queues())
-        return [self.transport.run(partitions.logical_metrics(n, self.window)) for n in names]
+        return self.transport.run(partitions.metrics_of(names, self.window))
 
     def collect(self) -> Iterator[Any]:
         jobs = GaugeMetricFamily(

@@ -64,7 +64,7 @@ def status(
 
 def _snapshots(transport: SyncTransport, queues: tuple[str, ...]) -> list[QueueMetrics]:
     names = list(queues) or transport.run(ops.known_queues())
-    return [transport.run(partitions.logical_metrics(name, window=15 * 60)) for name in names]
+    return transport.run(partitions.metrics_of(names, window=15 * 60))
 
 
 def _watch(

@@ -124,7 +124,7 @@ class Backend:
 
     async def all_metrics(self, window: float) -> list[QueueMetrics]:
         """Every shown queue's metrics."""
-        return [await self.metrics(name, window) for name in await self.queue_names()]
+        return await self.run(partitions.metrics_of(await self.queue_names(), window))
 
     async def workers(self) -> list[WorkerInfo]:
         """Every live worker of the shown queues, once each; partitions named as their queue."""
