@@ -43,8 +43,10 @@ class QueueBase:
 
     def _setup_op(self) -> Op[None]:
         """Register the queue and find its partitions (declaring them if asked)."""
-        yield from ops.register_queue(logical_name(self.name))  # a partition: its queue
-        count = yield from partitions.resolve(self.name, self.declared_partitions)
+        _, count = yield from partitions.gather([
+            ops.register_queue(logical_name(self.name)),  # a partition registers its queue
+            partitions.resolve(self.name, self.declared_partitions),
+        ])  # fmt: skip
         self.parts = partitions.keys_of(self.name, count)
         self._spreader = Spreader(count)
 

@@ -14,15 +14,10 @@ RETURNS: the job's new state, or false when the worker no longer holds its lock
 -- @include retention
 -- @include metrics
 -- @include waiting
--- @include group_slots
+-- @include let_go
 local now = now_ms()
 local job = job_key .. id
-if redis.call('HGET', job, 'token') ~= token or not redis.call('ZSCORE', active_key, id) then
-  return false
-end
-redis.call('ZREM', active_key, id)
-redis.call('HDEL', job, 'token')
-group_done(id)
+if not let_go(id, token) then return false end
 local history = redis.call('HGET', job, 'history') or ''
 redis.call('HSET', job, 'history', history .. attempt_record .. '\n', 'error', last_error,
   'failed_ms', now)

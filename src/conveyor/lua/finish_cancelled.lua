@@ -8,15 +8,10 @@ RETURNS: 1 if recorded, 0 if refused
 -- @include time
 -- @include events
 -- @include retention
--- @include group_slots
+-- @include let_go
+if not let_go(id, token) then return 0 end
 local job = job_key .. id
-if redis.call('HGET', job, 'token') ~= token or not redis.call('ZSCORE', active_key, id) then
-  return 0
-end
 local now = now_ms()
-redis.call('ZREM', active_key, id)
-redis.call('HDEL', job, 'token')
-group_done(id)
 redis.call('HSET', job, 'state', 'cancelled', 'finished_ms', now)
 redis.call('ZADD', cancelled_key, int(now + keep_ms), id)
 emit(events_key, events_maxlen, 'cancelled', id)

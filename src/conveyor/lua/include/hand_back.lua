@@ -1,15 +1,10 @@
 -- Give back a job this worker holds (token checked): to the front of its priority in
 -- waiting, without spending an attempt. Returns true if it was handed back.
 -- @include waiting
--- @include group_slots
+-- @include let_go
 local function hand_back(id, token)
+  if not let_go(id, token) then return false end
   local job = job_key .. id
-  if redis.call('HGET', job, 'token') ~= token or not redis.call('ZSCORE', active_key, id) then
-    return false
-  end
-  redis.call('ZREM', active_key, id)
-  redis.call('HDEL', job, 'token')
-  group_done(id)
   redis.call('HINCRBY', job, 'attempt', -1)
   redis.call('HSET', job, 'state', 'waiting')
   local head = redis.call('HINCRBY', meta_key, 'head', 1)
