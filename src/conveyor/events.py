@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -40,14 +41,32 @@ def read_events(
     keys: QueueKeys, last_id: str, *, block: float | None, count: int = 500
 ) -> Op[list[Event]]:
     """Events after ``last_id`` ("$" = only new ones, "0" = from the oldest kept)."""
+    (events,) = yield from read_streams([keys], [last_id], block=block, count=count)
+    return events
+
+
+def read_streams(
+    queues: Sequence[QueueKeys], last_ids: Sequence[str], *, block: float | None, count: int = 500
+) -> Op[list[list[Event]]]:
+    """Each queue's events after its ``last_id``, in one ``XREAD`` (so: keys of one server)."""
     args: list[Any] = ["XREAD", "COUNT", count]
     if block is not None:
         args += ["BLOCK", max(1, round(block * 1000))]
-    (reply,) = yield [Command((*args, "STREAMS", keys.key("events"), last_id))]
+    streams = [keys.key("events") for keys in queues]
+    (reply,) = yield [Command((*args, "STREAMS", *streams, *last_ids))]
     if not reply:
-        return []
-    entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))[0]
-    return [parse_event(raw_id, fields, keys.queue) for raw_id, fields in entries]
+        by_stream: dict[bytes, Any] = {}
+    elif isinstance(reply, dict):  # RESP3
+        by_stream = {name: value[0] for name, value in reply.items()}
+    else:
+        by_stream = dict(reply)
+    return [
+        [
+            parse_event(raw_id, fields, keys.queue)
+            for raw_id, fields in by_stream.get(s.encode(), [])
+        ]
+        for keys, s in zip(queues, streams, strict=True)
+    ]
 
 
 def last_event_id(keys: QueueKeys) -> Op[str]:

@@ -23,7 +23,7 @@ import msgspec
 from conveyor import codec, dlq_ops, ops
 from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
 from conveyor.errors import ConveyorError
-from conveyor.events import Event, parse_event, read_events
+from conveyor.events import Event, read_events, read_streams
 from conveyor.job import Job, JobState
 from conveyor.keys import PARTITIONS, QueueKeys, logical_name, partition_for, partition_name
 from conveyor.metrics import MinuteStats, QueueMetrics, queue_metrics
@@ -343,43 +343,24 @@ def read_events_of(
     them. Otherwise (a cluster) each partition is read on its shard, pipelined, with a
     short block, so that a quiet partition cannot hold back a busy one for long.
     """
-    if len(parts) == 1:
-        events = yield from read_events(parts[0], positions[0], block=block)
-        if events:
-            positions[0] = events[-1].id
-        return events
-    if together:
-        streams = [k.key("events") for k in parts]
-        (reply,) = yield [Command(("XREAD", "COUNT", 500, "BLOCK", max(1, round(block * 1000)),
-                                   "STREAMS", *streams, *positions))]  # fmt: skip
-        by_stream = _stream_entries(reply)
-        batches = [by_stream.get(stream.encode(), []) for stream in streams]
+    batches: list[list[Event]]
+    if len(parts) > 1 and together:
+        batches = yield from read_streams(parts, positions, block=block)
     else:
-        wait = min(block, 0.1)
+        wait = block if len(parts) == 1 else min(block, 0.1)
         batches = yield from gather(
-            [_raw_entries(k, position, wait) for k, position in zip(parts, positions, strict=True)]
+            [
+                read_events(k, position, block=wait)
+                for k, position in zip(parts, positions, strict=True)
+            ]
         )
-    merged: list[Event] = []
-    for index, (keys, entries) in enumerate(zip(parts, batches, strict=True)):
-        if entries:
-            positions[index] = entries[-1][0].decode()
-        merged += [parse_event(raw_id, fields, keys.queue) for raw_id, fields in entries]
+    for index, events in enumerate(batches):
+        if events:
+            positions[index] = events[-1].id
+    if len(batches) == 1:
+        return batches[0]
+    merged = [event for events in batches for event in events]
     return sorted(merged, key=lambda event: _stream_order(event.id))
-
-
-def _raw_entries(keys: QueueKeys, position: str, block: float) -> Op[list[Any]]:
-    stream = keys.key("events")
-    (reply,) = yield [Command(("XREAD", "COUNT", 500, "BLOCK", max(1, round(block * 1000)),
-                               "STREAMS", stream, position))]  # fmt: skip
-    return _stream_entries(reply).get(stream.encode(), [])
-
-
-def _stream_entries(reply: Any) -> dict[bytes, list[Any]]:
-    if not reply:
-        return {}
-    if isinstance(reply, dict):  # RESP3
-        return {name: value[0] for name, value in reply.items()}
-    return {name: entries for name, entries in reply}
 
 
 def _stream_order(event_id: str) -> tuple[int, int]:
