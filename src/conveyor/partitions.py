@@ -305,6 +305,11 @@ def metrics_of(queues: Sequence[str], window: float) -> Op[list[QueueMetrics]]:
 def logical_metrics(queue: str, window: float) -> Op[QueueMetrics]:
     """The metrics of a queue by name, partitioned or not (for tools that list queues)."""
     parts = yield from parts_of(queue)
+    return (yield from metrics_of_parts(queue, parts, window))
+
+
+def metrics_of_parts(queue: str, parts: Sequence[QueueKeys], window: float) -> Op[QueueMetrics]:
+    """The metrics of the queue ``queue`` made of these partitions."""
     each = yield from gather([queue_metrics(keys, window) for keys in parts])
     return merge_metrics(queue, each)
 

@@ -17,7 +17,7 @@ from conveyor.sync_dead_letters import SyncDeadLetters
 from conveyor.events import Event
 from conveyor.job import Job, JobState
 from conveyor.keys import QueueKeys
-from conveyor.metrics import QueueMetrics, queue_metrics
+from conveyor.metrics import QueueMetrics
 from conveyor.ops import Counts, Dedup, Durable, JobSpec, Limits, QueueOptions
 from conveyor.retry import Backoff
 from conveyor.schedules import Schedule, ScheduleEntry
@@ -268,8 +268,7 @@ class SyncQueue(QueueBase):
     def metrics(self, *, window: float = 3600.0) -> QueueMetrics:
         """Counts, throughput per minute, processing-time buckets, ages and live workers."""
         parts = self._parts()
-        each = self._run(partitions.gather([queue_metrics(k, window) for k in parts]))
-        return partitions.merge_metrics(self.name, each)
+        return self._run(partitions.metrics_of_parts(self.name, parts, window))
 
     def close(self) -> None:
         """Close the connection this queue opened (not a client that was passed in)."""
