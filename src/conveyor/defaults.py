@@ -19,6 +19,10 @@ MAX_PAYLOAD_BYTES = 512 * 1024
 MAX_RESULT_BYTES = 512 * 1024
 MAX_ERROR_MESSAGE_CHARS = 2_000
 MAX_TRACEBACK_CHARS = 8_000
+MAX_ID_CHARS = 200  # a job id (or a schedule id)
+MAX_NAME_CHARS = 200  # a job (handler) name
+MAX_KEY_CHARS = 1_000  # a group key, a dedup key, a partition key
+MAX_SECONDS = 10 * 365 * 24 * 3600.0  # longest delay, timeout, retention or window (10 years)
 
 # Retention (completed and dead jobs are trimmed by count and by age)
 COMPLETED_KEEP_COUNT = 1_000
