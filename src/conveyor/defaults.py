@@ -60,3 +60,10 @@ DURABLE_TIMEOUT = 1.0
 BACKOFF_BASE = 1.0
 BACKOFF_FACTOR = 2.0
 BACKOFF_CAP = 300.0
+
+# HTTP (the Prometheus exporter and the dashboard)
+HTTP_READ_TIMEOUT = 10.0  # seconds a connection has to deliver a whole request
+HTTP_MAX_CONNECTIONS = 100  # more at once are answered 503
+SCRAPE_TIMEOUT = 8.0  # seconds an exporter scrape may read; past it, conveyor_up is 0
+API_MAX_BODY_BYTES = 1024 * 1024  # largest dashboard API or form request body
+API_MAX_IDS = 10_000  # most job ids one dashboard request may name

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 
 from conveyor.prometheus import make_exporter
 
@@ -23,13 +22,10 @@ def metrics(url: str | None, host: str, port: int, token: str | None,
             queues: tuple[str, ...]) -> None:  # fmt: skip
     """Serve /metrics for Prometheus: jobs per state, totals, ages, processing times."""
     server = make_exporter(url, host=host, port=port, token=token, queues=queues)
-    Console(stderr=True).print(
-        f"serving Prometheus metrics on http://{host}:{server.server_port}/metrics"
-        + (" (token required)" if token else "")
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(
+        f"serving Prometheus metrics on http://{shown}:{server.port}/metrics"
+        + (" (token required)" if token else ""),
+        err=True,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    server.run()

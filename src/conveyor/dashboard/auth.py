@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conveyor.prometheus import _is_loopback
+from conveyor.serving import is_loopback
 
 SESSION_COOKIE = "conveyor_dashboard"
 CSRF_COOKIE = "conveyor_csrf"
@@ -93,10 +93,10 @@ def authenticate(settings: AuthSettings, request: Request) -> str | None:
 def is_local(request: Request) -> bool:
     """A loopback client that addressed a loopback host name."""
     client = request.client
-    if client is not None and not _is_loopback(client.host):
+    if client is not None and not is_loopback(client.host):
         return False
     host = urlsplit("//" + request.headers.get("host", "")).hostname or ""
-    return _is_loopback(host)
+    return is_loopback(host)
 
 
 def cookie_path(scope: Scope) -> str:
