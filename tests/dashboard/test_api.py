@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
 import conveyor
-from conveyor import JobState
+from conveyor import JobState, defaults
 from tests.dashboard.conftest import MakeClient, csrf, make_dead
 
 
@@ -165,3 +166,50 @@ def test_unknown_queues_are_not_shown(
     assert everything.get("/queues/never-made-xyz").status_code == 404
     only = make_client(queues=["other-queue"])
     assert only.get(f"/api/queues/{sync_queue.name}").status_code == 404
+
+
+def test_api_refuses_non_boolean_flags_and_non_json_bodies(
+    client: TestClient, sync_queue: conveyor.SyncQueue
+) -> None:
+    for _ in range(3):
+        sync_queue.dead_letters.kill(sync_queue.enqueue("job", None).id)
+    drop = f"/api/queues/{sync_queue.name}/dlq/drop"
+    headers = {"x-csrf-token": csrf(client)}
+    for body in ({"all": True, "dry_run": "true"}, {"all": "true"}, {"all": True, "dry_run": 1},
+                 {"all": True, "dry_run": None}):  # fmt: skip
+        refused = client.post(drop, json=body, headers=headers)
+        assert refused.status_code == 400, (body, refused.text)
+        assert "true or false" in refused.json()["error"]
+    form = client.post(drop, data={"all": "true"}, headers=headers)
+    assert form.status_code == 400 and "application/json" in form.json()["error"]
+    form = client.post(drop, data={"all": "true", "csrf_token": headers["x-csrf-token"]})
+    assert form.status_code == 400
+    assert sync_queue.counts().dead == 3  # nothing dropped
+    dry = client.post(drop, json={"all": True, "dry_run": True}, headers=headers)
+    assert dry.status_code == 200 and dry.json()["matched"] == 3
+    assert sync_queue.counts().dead == 3
+
+
+def test_api_caps_the_body_and_the_ids_per_request(
+    client: TestClient, sync_queue: conveyor.SyncQueue
+) -> None:
+    sync_queue.dead_letters.kill(sync_queue.enqueue("job", None).id)
+    drop = f"/api/queues/{sync_queue.name}/dlq/drop"
+    headers = {"x-csrf-token": csrf(client), "content-type": "application/json"}
+    huge = b'{"ids": [' + b'"x",' * (defaults.API_MAX_BODY_BYTES // 4) + b'"x"]}'
+    declared = client.post(drop, content=huge, headers=headers)
+    assert declared.status_code == 413 and "larger than" in declared.json()["error"]
+
+    def chunks() -> Iterator[bytes]:  # sent without a Content-Length
+        for start in range(0, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    streamed = client.post(drop, content=chunks(), headers=headers)
+    assert streamed.status_code == 413 and "larger than" in streamed.json()["error"]
+    many = client.post(drop, json={"ids": ["x"] * (defaults.API_MAX_IDS + 1)}, headers=headers)
+    assert many.status_code == 400 and f"at most {defaults.API_MAX_IDS}" in many.json()["error"]
+    form = client.post(f"/queues/{sync_queue.name}/dlq/drop",
+                       data={"csrf_token": headers["x-csrf-token"],
+                             "ids": ["x"] * (defaults.API_MAX_IDS + 1)})  # fmt: skip
+    assert form.status_code == 400
+    assert sync_queue.counts().dead == 1
