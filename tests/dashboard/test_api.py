@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 import conveyor
+import conveyor.metrics
 from conveyor import JobState, defaults
-from tests.dashboard.conftest import MakeClient, csrf, make_dead
+from conveyor.cli import main
+from tests.dashboard.conftest import MakeClient, csrf, make_dead, run_worker_until
 
 
 def test_queues_and_queue_counts(client: TestClient, sync_queue: conveyor.SyncQueue) -> None:
@@ -213,3 +219,35 @@ def test_api_caps_the_body_and_the_ids_per_request(
                              "ids": ["x"] * (defaults.API_MAX_IDS + 1)})  # fmt: skip
     assert form.status_code == 400
     assert sync_queue.counts().dead == 1
+
+
+def test_completed_last_minute_is_the_last_full_minute_everywhere(
+    client: TestClient, sync_queue: conveyor.SyncQueue, server_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    n = 7
+    ids = [job.id for job in sync_queue.enqueue_many([("ok", i) for i in range(n)])]
+    run_worker_until(sync_queue.name, server_url, lambda: sync_queue.counts().completed == n)
+    finished = [sync_queue.get_job(job_id) for job_id in ids]
+    minutes = Counter(int(job.finished_at // 60) for job in finished if job and job.finished_at)
+    assert sum(minutes.values()) == n
+    last = max(minutes)
+    # The per-minute totals add up to the jobs completed.
+    window = sync_queue.metrics(window=600).minutes
+    assert {m.minute: m.completed for m in window if m.completed} == dict(minutes)
+
+    # One minute on, the minute they finished in is the last full minute.
+    clock = SimpleNamespace(time=lambda: (last + 1) * 60 + 30.0)
+    monkeypatch.setattr(conveyor.metrics, "time", clock)
+    expected = minutes[last]  # n, unless the jobs straddled a minute boundary
+    status = CliRunner().invoke(main, ["status", sync_queue.name, "--url", server_url, "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.output)["queues"][0]["completed_last_minute"] == expected
+    (summary,) = client.get("/api/queues").json()["queues"]
+    assert summary["completed_last_minute"] == expected
+    assert client.get(f"/api/queues/{sync_queue.name}").json()["completed_last_minute"] == expected
+    assert f'data-field="completed_last_minute">{expected}<' in client.get("/").text
+    # While that minute is still the current one, it is not counted yet.
+    monkeypatch.setattr(conveyor.metrics, "time", SimpleNamespace(time=lambda: last * 60 + 59.0))
+    (summary,) = client.get("/api/queues").json()["queues"]
+    assert summary["completed_last_minute"] == minutes.get(last - 1, 0)

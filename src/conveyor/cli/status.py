@@ -51,7 +51,8 @@ def status(
     if as_json:
         echo_json({"server": _server_builtins(server_url, safety), "queues": [
             {"queue": m.queue, **msgspec.to_builtins(m.counts),
-             "completed_last_minute": _last_minute(m), "completed_total": m.completed_total,
+             "completed_last_minute": m.completed_last_minute(),
+             "completed_total": m.completed_total,
              "failed_total": m.failed_total, "dead_total": m.dead_total,
              "oldest_waiting_age": m.oldest_waiting_age, "oldest_dead_age": m.oldest_dead_age,
              "workers_alive": [w.id for w in m.workers], "partitions": m.partitions}
@@ -78,10 +79,6 @@ def _watch(
                 live.update(_view(_snapshots(transport, queues), server_url, safety), refresh=True)
         except KeyboardInterrupt:
             pass
-
-
-def _last_minute(m: QueueMetrics) -> int:
-    return m.minutes[-2].completed if len(m.minutes) > 1 else 0
 
 
 def _view(snapshots: list[QueueMetrics], server_url: str, safety: ServerSafety) -> Group:
@@ -130,7 +127,7 @@ def _counts_table(snapshots: list[QueueMetrics]) -> Table:
         paused = "[yellow]paused[/]" if c.paused else "no"
         table.add_row(
             escape(m.queue) + (f" [dim]({m.partitions} partitions)[/]" if m.partitions > 1 else ""),
-            *numbers, paused, str(len(m.workers)), str(_last_minute(m)),
+            *numbers, paused, str(len(m.workers)), str(m.completed_last_minute()),
             _seconds(m.oldest_waiting_age), _seconds(m.oldest_dead_age),
         )  # fmt: skip
     return table
