@@ -126,3 +126,24 @@ def test_a_scrape_during_an_outage_reports_conveyor_up_0() -> None:
 def test_the_exporter_refuses_a_public_address_without_a_token(server_url: str) -> None:
     with pytest.raises(conveyor.ConfigurationError, match="token"):
         make_exporter(server_url, host="0.0.0.0", port=0)
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_status_fits_the_terminal(filled: conveyor.SyncQueue, width: int) -> None:
+    filled.pause()
+    done = CliRunner().invoke(main, ["status", filled.name], env={"COLUMNS": str(width)})
+    assert done.exit_code == 0, done.output
+    lines = done.output.splitlines()
+    assert max(len(line) for line in lines) <= width, done.output
+    assert "…" not in done.output, done.output  # nothing cut short
+    header = " ".join(lines[:4])
+    for column in ("waiting", "delayed", "active", "dead", "workers", "done/min"):
+        assert column in header, done.output
+    assert filled.name in "".join(line.split()[0] for line in lines[4:] if line.strip())
+    assert "paused" in done.output
+
+
+def test_status_shows_every_state_when_wide(filled: conveyor.SyncQueue) -> None:
+    done = CliRunner().invoke(main, ["status", filled.name], env={"COLUMNS": "250"})
+    assert done.exit_code == 0, done.output
+    assert all(state.value in done.output for state in JobState), done.output
