@@ -13,9 +13,11 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 import conveyor
+from conveyor import defaults
 from conveyor.cli import main
 from conveyor.job import JobState
 from conveyor.prometheus import make_exporter
+from conveyor.serving import Server
 
 
 @pytest.fixture
@@ -147,3 +149,27 @@ def test_status_shows_every_state_when_wide(filled: conveyor.SyncQueue) -> None:
     done = CliRunner().invoke(main, ["status", filled.name], env={"COLUMNS": "250"})
     assert done.exit_code == 0, done.output
     assert all(state.value in done.output for state in JobState), done.output
+
+
+def test_the_exporter_token_variable_and_its_old_name(
+    server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: list[Server] = []
+
+    def run(server: Server) -> None:  # instead of serving for ever
+        served.append(server)
+        server.socket.close()
+
+    monkeypatch.setattr(Server, "run", run)
+    args = ["metrics", "--url", server_url, "--host", "0.0.0.0", "--port", "0"]
+    unset = {defaults.METRICS_TOKEN_ENV: None, defaults.METRICS_TOKEN_ENV_OLD: None}
+    refused = CliRunner().invoke(main, args, env=unset)
+    assert refused.exit_code != 0 and defaults.METRICS_TOKEN_ENV in refused.output
+    new = CliRunner().invoke(main, args, env={**unset, "CONVEYOR_METRICS_TOKEN": "t"})
+    assert new.exit_code == 0, new.output
+    assert "token required" in new.stderr and "deprecated" not in new.stderr
+    old = CliRunner().invoke(main, args, env={**unset, "CONVEYOR_TOKEN": "t"})
+    assert old.exit_code == 0, old.output
+    assert "token required" in old.stderr
+    assert "CONVEYOR_TOKEN is deprecated; set CONVEYOR_METRICS_TOKEN instead" in old.stderr
+    assert len(served) == 2

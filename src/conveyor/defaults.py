@@ -6,6 +6,12 @@ from __future__ import annotations
 URL_ENV = "CONVEYOR_URL"
 #: Environment variable naming the embedded server's data folder.
 DATA_DIR_ENV = "CONVEYOR_DATA_DIR"
+#: Environment variables of the HTTP commands: CONVEYOR_<COMMAND>_<OPTION>.
+METRICS_TOKEN_ENV = "CONVEYOR_METRICS_TOKEN"
+DASHBOARD_TOKEN_ENV = "CONVEYOR_DASHBOARD_TOKEN"
+DASHBOARD_BASIC_AUTH_ENV = "CONVEYOR_DASHBOARD_BASIC_AUTH"
+#: The exporter's token variable before the scheme above; still read, with a warning.
+METRICS_TOKEN_ENV_OLD = "CONVEYOR_TOKEN"
 #: Prefix of every key Conveyor writes.
 KEY_PREFIX = "conveyor"
 

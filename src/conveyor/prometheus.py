@@ -169,7 +169,8 @@ def make_exporter(
     """A server for ``/metrics``, listening once made. Binding beyond loopback requires a token."""
     if not token and not is_loopback(host):
         raise ConfigurationError(
-            f"refusing to serve metrics on {host} without a token (--token or CONVEYOR_TOKEN)"
+            f"refusing to serve metrics on {host} without a token "
+            f"(--token or {defaults.METRICS_TOKEN_ENV})"
         )
     app = create_exporter_app(url, token=token, queues=queues)
     return Server(app, host, port, read_timeout=read_timeout)

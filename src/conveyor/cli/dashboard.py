@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from conveyor import defaults
 from conveyor.cli.common import url_option
 from conveyor.serving import Server, is_loopback
 
@@ -38,17 +39,18 @@ def _basic_auth(
 )
 @click.option(
     "--token",
-    envvar="CONVEYOR_DASHBOARD_TOKEN",
+    envvar=defaults.DASHBOARD_TOKEN_ENV,
     default=None,
-    help="Require this token (Bearer header, or the login form). [env: CONVEYOR_DASHBOARD_TOKEN]",
+    help="Require this token (Bearer header, or the login form). "
+    f"[env: {defaults.DASHBOARD_TOKEN_ENV}]",
 )
 @click.option(
     "--basic-auth",
-    envvar="CONVEYOR_DASHBOARD_BASIC_AUTH",
+    envvar=defaults.DASHBOARD_BASIC_AUTH_ENV,
     default=None,
     metavar="USER:PASSWORD",
     callback=_basic_auth,
-    help="Require HTTP basic auth. [env: CONVEYOR_DASHBOARD_BASIC_AUTH]",
+    help=f"Require HTTP basic auth. [env: {defaults.DASHBOARD_BASIC_AUTH_ENV}]",
 )
 @click.option("--read-only", is_flag=True, help="Hide every action and refuse them.")
 @click.option("--queue", "-q", "queues", multiple=True, help="Only these queues (repeatable).")
@@ -70,7 +72,7 @@ def dashboard(url: str | None, host: str, port: int, token: str | None,
     if not token and basic_auth is None and not is_loopback(host):
         raise click.UsageError(
             f"refusing to serve the dashboard on {host} without authentication: "
-            "pass --token (or CONVEYOR_DASHBOARD_TOKEN) or --basic-auth"
+            f"pass --token (or {defaults.DASHBOARD_TOKEN_ENV}) or --basic-auth"
         )
     try:
         from conveyor.dashboard import create_app  # it imports the CLI's renderers
