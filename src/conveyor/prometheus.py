@@ -107,6 +107,58 @@ class _Scrape(Collector):
             yield from QueueCollector(self.snapshots).collect()
 
 
+class _Exporter:
+    """The endpoint of one exporter app: its connection, settings and outage state."""
+
+    def __init__(
+        self, url: str, token: str | None, queues: list[str], window: float, timeout: float
+    ) -> None:
+        self.url = url
+        self.expected = f"Bearer {token}".encode() if token else None
+        self.queues = queues
+        self.window = window
+        self.timeout = timeout
+        self.transport: AsyncTransport | None = None
+        self.down = False  # the last scrape could not read the server
+        self.process = CollectorRegistry()
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=self.process)
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.transport = AsyncTransport(connection.async_client(self.url), self.url)
+        try:
+            yield
+        finally:
+            await self.transport.close()
+            self.transport = None
+
+    async def read(self) -> list[QueueMetrics]:
+        assert self.transport is not None
+        names = self.queues or await self.transport.run(ops.known_queues())
+        return await self.transport.run(partitions.metrics_of(names, self.window))
+
+    async def metrics(self, request: Request) -> Response:
+        given = request.headers.get("authorization", "").encode()
+        if self.expected is not None and not hmac.compare_digest(given, self.expected):
+            return PlainTextResponse("unauthorized\n", 401, {"WWW-Authenticate": "Bearer"})
+        snapshots: list[QueueMetrics] | None
+        try:
+            snapshots = await asyncio.wait_for(self.read(), self.timeout)
+        except (ConveyorError, asyncio.TimeoutError) as exc:
+            if not self.down:  # once per outage, not at every scrape
+                log.warning("cannot read the queues' metrics (conveyor_up 0): %s",
+                            exc or f"no answer within {self.timeout:g}s")  # fmt: skip
+            self.down, snapshots = True, None
+        else:
+            if self.down:
+                log.warning("the queues' metrics can be read again (conveyor_up 1)")
+            self.down = False
+        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        body = encoder(_Scrape(self.process, snapshots))
+        return Response(body, headers={"content-type": content_type})
+
+
 def create_exporter_app(
     url: str | None = None,
     *,
@@ -119,42 +171,13 @@ def create_exporter_app(
 
     ``url`` is the server (else ``CONVEYOR_URL``, else the embedded server); ``queues``
     limits it to those queues (default: every known queue). With ``token``, a request must
-    carry ``Authorization: Bearer <token>``.
+    carry ``Authorization: Bearer <token>``. A scrape that cannot read the server within
+    ``scrape_timeout`` seconds answers ``conveyor_up 0``.
     """
-    resolved = connection.resolve_url(url)
-    names = list(queues)
-    expected = f"Bearer {token}".encode() if token else None
-    transports: list[AsyncTransport] = []
-    process = CollectorRegistry()
-    for collector in (ProcessCollector, PlatformCollector, GCCollector):
-        collector(registry=process)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        transports.append(AsyncTransport(connection.async_client(resolved), resolved))
-        yield
-        await transports.pop().close()
-
-    async def read(transport: AsyncTransport) -> list[QueueMetrics]:
-        chosen = names or await transport.run(ops.known_queues())
-        return await transport.run(partitions.metrics_of(chosen, window))
-
-    async def metrics(request: Request) -> Response:
-        given = request.headers.get("authorization", "").encode()
-        if expected is not None and not hmac.compare_digest(given, expected):
-            return PlainTextResponse("unauthorized\n", 401, {"WWW-Authenticate": "Bearer"})
-        snapshots: list[QueueMetrics] | None
-        try:
-            snapshots = await asyncio.wait_for(read(transports[0]), scrape_timeout)
-        except (ConveyorError, asyncio.TimeoutError) as exc:
-            log.warning("cannot read the queues' metrics: %s", exc or "timed out")
-            snapshots = None
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        body = encoder(_Scrape(process, snapshots))
-        return Response(body, headers={"content-type": content_type})
-
-    routes = [Route("/metrics", metrics), Route("/", metrics)]
-    return Starlette(routes=routes, lifespan=lifespan)
+    exporter = _Exporter(connection.resolve_url(url), token, list(queues), window,
+                         scrape_timeout)  # fmt: skip
+    routes = [Route("/metrics", exporter.metrics), Route("/", exporter.metrics)]
+    return Starlette(routes=routes, lifespan=exporter.lifespan)
 
 
 def make_exporter(
