@@ -100,12 +100,8 @@ class Server:
         self.server = uvicorn.Server(self.config)
         self.socket: socket.socket = self.config.bind_socket()
         self.socket.listen(self.config.backlog)
-
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        port: int = self.socket.getsockname()[1]
-        return port
+        #: The port it listens on.
+        self.port: int = self.socket.getsockname()[1]
 
     def run(self) -> None:
         """Serve until :meth:`stop` is called (or SIGINT/SIGTERM in the main thread)."""

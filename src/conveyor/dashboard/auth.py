@@ -60,7 +60,9 @@ class AuthSettings:
     #: Answer non-loopback clients without credentials (the host app guards the dashboard).
     allow_remote: bool = False
     #: The key CSRF tokens are signed with when no credentials are configured to derive it.
-    process_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    process_secret: bytes = field(
+        default_factory=lambda: secrets.token_bytes(32), repr=False, compare=False
+    )
 
     @property
     def required(self) -> bool:
