@@ -209,3 +209,16 @@ def test_origin_is_checked_when_sec_fetch_site_is_missing(
     same = client.post(pause, data=form, headers={"origin": "http://127.0.0.1:9809"},
                        follow_redirects=False)  # fmt: skip
     assert same.status_code == 303 and sync_queue.counts().paused
+
+
+def test_processes_sharing_a_csrf_secret_accept_each_others_tokens(
+    make_client: MakeClient, sync_queue: conveyor.SyncQueue
+) -> None:
+    first, second = make_client(csrf_secret="shared"), make_client(csrf_secret="shared")
+    other = make_client()  # a key of its own
+    token = csrf(first)
+    api = f"/api/queues/{sync_queue.name}/pause"
+    for client in (second, other):
+        client.cookies.set("conveyor_csrf", token, domain="127.0.0.1", path="/")
+    assert other.post(api, headers={"x-csrf-token": token}).status_code == 403
+    assert second.post(api, headers={"x-csrf-token": token}).status_code == 200

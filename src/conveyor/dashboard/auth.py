@@ -7,8 +7,8 @@
   host (which also defeats DNS rebinding), unless the host application says otherwise.
 - A state-changing request is a POST carrying the CSRF token of the double-submit cookie
   (form field or ``X-CSRF-Token`` header), unless it authenticated with a bearer token,
-  which a browser never sends by itself. The token is signed (HMAC) with a secret derived
-  from the configured credentials (else made per process), so a cookie planted by another
+  which a browser never sends by itself. The token is signed (HMAC) with a key derived from
+  the configured secret or credentials (else made per process), so a cookie planted by another
   site or subdomain is refused; and a browser's request from another site is refused by
   its ``Sec-Fetch-Site``, or by its ``Origin`` where that header is missing.
 - A request body is at most :data:`~conveyor.defaults.API_MAX_BODY_BYTES` (413 beyond).
@@ -59,7 +59,9 @@ class AuthSettings:
     basic_auth: tuple[str, str] | None = None
     #: Answer non-loopback clients without credentials (the host app guards the dashboard).
     allow_remote: bool = False
-    #: The key CSRF tokens are signed with when no credentials are configured to derive it.
+    #: A secret to sign CSRF tokens with (share it between processes serving one dashboard).
+    csrf_secret: str | None = field(default=None, repr=False)
+    #: The key CSRF tokens are signed with when no secret or credentials are configured.
     process_secret: bytes = field(
         default_factory=lambda: secrets.token_bytes(32), repr=False, compare=False
     )
@@ -75,9 +77,12 @@ class AuthSettings:
         return hmac.new(key, b"conveyor-dashboard-session", hashlib.sha256).hexdigest()
 
     def csrf_key(self) -> bytes:
-        """The key CSRF tokens are signed with: derived from the credentials when there are
-        some (every process serving the dashboard agrees), else random per process."""
-        if self.token:
+        """The key CSRF tokens are signed with: derived from the configured secret, else from
+        the credentials (every process serving the dashboard agrees), else random per process.
+        """
+        if self.csrf_secret:
+            secret = self.csrf_secret.encode()
+        elif self.token:
             secret = self.token.encode()
         elif self.basic_auth is not None:
             secret = ":".join(self.basic_auth).encode()
