@@ -389,6 +389,10 @@ class Counts(msgspec.Struct, frozen=True):
     workers: int
     cancelled: int = 0
 
+    def per_state(self) -> dict[JobState, int]:
+        """The number of jobs in each state, for every :class:`JobState` in lifecycle order."""
+        return {state: getattr(self, state.value) for state in JobState}
+
 
 def parse_counts(reply: Sequence[Any]) -> Counts:
     """The reply of the counts script."""
