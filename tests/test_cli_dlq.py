@@ -18,7 +18,6 @@ from tests.test_dead_letters import make_dead
 pytestmark = pytest.mark.timeout(30)
 
 
-
 def run(*args: str, input: str | None = None) -> Result:
     return invoke(dlq, *args, input=input)
 
@@ -252,6 +251,26 @@ def test_export_then_import_round_trip(queue: conveyor.SyncQueue, tmp_path: Path
     garbage.write_text("this is not json\n")
     refused = run("import", queue.name, str(garbage))
     assert refused.exit_code == 1 and "is not a dead-letter export" in refused.stderr
+
+
+def test_export_refuses_to_overwrite_without_force(
+    queue: conveyor.SyncQueue, tmp_path: Path
+) -> None:
+    killed(queue, "send_email", {"n": 1})
+    backup = tmp_path / "dead.jsonl"
+    backup.write_text("precious\n")
+    refused = run("export", queue.name, str(backup))
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == f"Error: {backup} exists; pass --force to overwrite it"
+    assert backup.read_text() == "precious\n"
+    with pytest.raises(FileExistsError):
+        queue.dead_letters.export(backup)
+    assert backup.read_text() == "precious\n"
+
+    forced = run("export", queue.name, str(backup), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "Exported 1 dead job" in forced.stdout
+    assert len(backup.read_text().splitlines()) == 1 and "precious" not in backup.read_text()
 
 
 def test_kill(queue: conveyor.SyncQueue) -> None:

@@ -96,14 +96,19 @@ class SyncDeadLetters:
             queue._by_id(job_id, lambda keys: dlq_ops.kill(keys, queue.options, job_id), False)
         )
 
-    def export(self, path: str | Path, where: DeadFilter | None = None) -> int:
-        """Write matching dead jobs to ``path`` as JSON lines; returns how many."""
+    def export(
+        self, path: str | Path, where: DeadFilter | None = None, *, overwrite: bool = False
+    ) -> int:
+        """Write matching dead jobs to ``path`` as JSON lines; returns how many.
+
+        An existing file is refused (``FileExistsError``) unless ``overwrite``.
+        """
         parts = self.queue._parts()
         filter_ = where or DeadFilter()
         each = self.queue._run(
             partitions.gather([dlq_ops.export_lines(keys, filter_) for keys in parts])
         )
-        with open(path, "wb") as out:
+        with open(path, "wb" if overwrite else "xb") as out:
             for lines in each:
                 for line in lines:
                     out.write(line + b"\n")

@@ -433,14 +433,24 @@ def drop(
 @queue_argument()
 @click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
 @_filter_options
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @url_option
 @json_option
 def export_(
-    queue: str, file: Path, where: DeadFilter | None, url: str | None, as_json: bool
-) -> None:
-    """Write the dead jobs of QUEUE to FILE as JSON lines (a backup before dropping)."""
+    queue: str, file: Path, where: DeadFilter | None, force: bool, url: str | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Write the dead jobs of QUEUE to FILE as JSON lines (a backup before dropping).
+
+    An existing FILE is left alone unless --force is given.
+    """
+    if file.exists() and not force:
+        raise click.ClickException(f"{file} exists; pass --force to overwrite it")
     with open_queue(queue, url) as q:
-        written = q.dead_letters.export(file, where)
+        try:
+            written = q.dead_letters.export(file, where, overwrite=force)
+        except FileExistsError:  # created since the check above
+            raise click.ClickException(f"{file} exists; pass --force to overwrite it") from None
     if as_json:
         echo_json({"exported": written, "file": str(file)})
     else:
