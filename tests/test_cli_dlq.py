@@ -250,7 +250,8 @@ def test_export_then_import_round_trip(queue: conveyor.SyncQueue, tmp_path: Path
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_text("this is not json\n")
     refused = run("import", queue.name, str(garbage))
-    assert refused.exit_code == 1 and "is not a dead-letter export" in refused.stderr
+    assert refused.exit_code == 1 and "1 bad record, nothing imported" in refused.stderr
+    assert "line 1: not valid JSON: JSON is malformed" in refused.stderr
 
 
 def test_export_refuses_to_overwrite_without_force(

@@ -14,12 +14,14 @@ from typing import Any
 import msgspec
 
 from conveyor import codec
+from conveyor.dlq_records import CheckedJob, record_line
 from conveyor.job import DeadReason, Job, job_from_hash
 from conveyor.keys import QueueKeys, partition_for
 from conveyor.ops import Command, JobSpec, Op, Pause, QueueOptions, call, enqueue_many
 
 SCAN = 1000  # dead-set entries one list call looks at, at most
-BATCH = 500  # jobs one replay or drop call moves, at most
+BATCH = 500  # jobs one replay, drop or import call moves, at most
+IMPORT_BYTES = 16 * 1024 * 1024  # and at most about this much data per import call
 
 
 @dataclass(frozen=True)
@@ -148,25 +150,20 @@ def export_lines(keys: QueueKeys, where: DeadFilter) -> Op[list[bytes]]:
         (reply,) = yield [call("list_dead", keys, position, SCAN, SCAN, 0, *where.args())]
         for flat in reply[1:]:
             fields = {k.decode(): v.decode() for k, v in zip(flat[::2], flat[1::2], strict=True)}
-            lines.append(codec.encode({"queue": keys.queue, "fields": fields}))
+            lines.append(record_line(keys.queue, fields))
         if int(reply[0]) < 0:
             return lines
         position = int(reply[0])
 
 
-def import_line(keys: QueueKeys, options: QueueOptions, line: bytes) -> Op[bool]:
-    """Put one exported line back into the dead-letter set; ``False`` if the id existed."""
-    record = codec.decode(line)
-    fields: dict[str, str] = record["fields"]
-    died = int(fields.get("finished_ms") or time.time() * 1000)
-    flat: list[str] = []
-    for field, value in fields.items():
-        flat += (field, value)
+def import_batch(keys: QueueKeys, options: QueueOptions, jobs: Sequence[CheckedJob]) -> Op[int]:
+    """Write checked dead jobs (one batch, one atomic step); returns how many were new."""
+    if not jobs:
+        return 0
     keep = round(options.dead_keep_age * 1000)
-    (reply,) = yield [
-        call("import_dead", keys, options.events_maxlen, keep, fields["id"], died, *flat)
-    ]
-    return bool(reply)
+    packed = [msgspec.msgpack.encode([job.id, job.died_ms, *job.fields]) for job in jobs]
+    (reply,) = yield [call("import_dead", keys, options.events_maxlen, keep, *packed)]
+    return int(reply)
 
 
 def select(

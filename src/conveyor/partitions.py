@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from conveyor import codec, dlq_ops, ops
+from conveyor import dlq_ops, ops
 from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
+from conveyor.dlq_records import CheckedJob
 from conveyor.errors import ConveyorError
 from conveyor.events import Event, read_events, read_streams
 from conveyor.job import Job, JobState
@@ -410,12 +411,23 @@ def sum_bulk(each: Sequence[BulkResult], dry_run: bool) -> BulkResult:
     )
 
 
-def import_target(parts: Sequence[QueueKeys], line: bytes) -> QueueKeys:
-    """The partition an exported dead job goes back to: the one its id maps to."""
-    if len(parts) == 1:
-        return parts[0]
-    job_id = str(codec.decode(line)["fields"]["id"])
-    return parts[partition_for(job_id, len(parts))]
+def import_batches(
+    parts: Sequence[QueueKeys], jobs: Sequence[CheckedJob]
+) -> list[tuple[QueueKeys, list[CheckedJob]]]:
+    """An import's batches: each job goes to the partition its id maps to, at most
+    :data:`dlq_ops.BATCH` jobs (and about :data:`dlq_ops.IMPORT_BYTES`) per batch."""
+    batches: list[tuple[QueueKeys, list[CheckedJob]]] = []
+    current: dict[int, tuple[list[CheckedJob], int]] = {}  # partition: open batch, its bytes
+    for job in jobs:
+        home = partition_for(job.id, len(parts)) if len(parts) > 1 else 0
+        size = sum(len(value) for value in job.fields)
+        batch, used = current.get(home, ([], 0))
+        if not batch or len(batch) >= dlq_ops.BATCH or used + size > dlq_ops.IMPORT_BYTES:
+            batch, used = [], 0
+            batches.append((parts[home], batch))
+        batch.append(job)
+        current[home] = (batch, used + size)
+    return batches
 
 
 def order_of(state: JobState) -> Callable[[Job], Any]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor import codec, dlq_ops, partitions
+from conveyor import codec, dlq_ops, dlq_records, partitions
 from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
 from conveyor.keys import QueueKeys
 
@@ -115,13 +115,17 @@ class SyncDeadLetters:
         return sum(len(lines) for lines in each)
 
     def import_(self, path: str | Path) -> int:
-        """Read jobs exported by :meth:`export` back into this dead-letter set."""
+        """Read jobs exported by :meth:`export` back into this dead-letter set.
+
+        Every record is checked before anything is written: if any is bad,
+        :class:`~conveyor.DeadImportError` names each bad line and nothing is imported.
+        The jobs are then written in batches (up to 500 jobs of one partition), each one
+        atomic step; a job whose id exists is skipped, so an interrupted import can simply
+        be run again. Returns how many jobs were imported.
+        """
+        jobs = dlq_records.read_file(path, self.queue.options)
+        parts = self.queue._parts()
         imported = 0
-        with open(path, "rb") as lines:
-            for line in lines:
-                if line.strip():
-                    parts = self.queue._parts()
-                    keys = partitions.import_target(parts, line)
-                    op = dlq_ops.import_line(keys, self.queue.options, line)
-                    imported += self.queue._run(op)
+        for keys, batch in partitions.import_batches(parts, jobs):
+            imported += self.queue._run(dlq_ops.import_batch(keys, self.queue.options, batch))
         return imported

@@ -31,7 +31,7 @@ from conveyor.cli.common import json_option, open_queue, queue_argument, url_opt
 from conveyor.cli.render import echo_json, job_builtins, timestamp
 from conveyor.dlq_ops import BulkResult, DeadFilter
 from conveyor.durations import parse_duration
-from conveyor.errors import ConveyorError, JobStateError
+from conveyor.errors import ConveyorError, DeadImportError, JobStateError
 from conveyor.job import DeadReason, Job, JobState
 from conveyor.keys import validate_queue_name
 from conveyor.sync_queue import SyncQueue
@@ -463,14 +463,20 @@ def export_(
 @url_option
 @json_option
 def import_(queue: str, file: Path, url: str | None, as_json: bool) -> None:
-    """Read dead jobs written by `conveyor dlq export` from FILE back into QUEUE."""
+    """Read dead jobs written by `conveyor dlq export` from FILE back into QUEUE.
+
+    Every record is checked first (types, ids, payload size, times, priority, attempts):
+    if any is bad, the bad lines are listed and nothing is imported. The jobs are then
+    written in batches - up to 500 jobs of one partition, each batch all or nothing - and
+    a job whose id is already there is skipped, so an interrupted import can be run again.
+    """
     with file.open("rb") as lines:
         total = sum(1 for line in lines if line.strip())
     with open_queue(queue, url) as q:
         try:
             imported = q.dead_letters.import_(file)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise click.ClickException(f"{file} is not a dead-letter export: {exc!r}") from None
+        except DeadImportError as exc:
+            raise click.ClickException(str(exc)) from None
     if as_json:
         echo_json({"imported": imported, "skipped": total - imported, "file": str(file)})
         return
