@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from click.testing import Result
 
 import conveyor
+from conveyor.cli import main
 from conveyor.cli.dlq import dlq
+from conveyor.keys import partition_for
 from tests.cli_runner import UNREACHABLE, invoke, invoke_json
+from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, wait_for
 from tests.test_dead_letters import make_dead
 
 pytestmark = pytest.mark.timeout(30)
@@ -204,6 +209,79 @@ def test_replay_to_another_queue(queue: conveyor.SyncQueue, other: conveyor.Sync
     assert run("replay", queue.name, again, "--to", queue.name).exit_code == 0
     job = queue.get_job(again)
     assert job is not None and job.state is conveyor.JobState.WAITING
+
+
+def test_replay_of_a_corrupted_job_says_why_and_leaves_it_dead(
+    queue: conveyor.SyncQueue, server_url: str
+) -> None:
+    job_id, _ = killed(queue, "send_email", 1, 2)
+    client = redis.Redis.from_url(server_url)
+    client.hdel(queue.keys.job(job_id), "band")
+    result = run("replay", queue.name, "--all", "--yes")
+    assert result.exit_code == 1
+    assert "Replayed 1 dead job." in result.stdout
+    assert "1 dead job refused, left dead:" in result.stderr
+    assert f"  {job_id}: band must be an integer in " in result.stderr
+    assert "Traceback" not in result.output
+    assert client.zscore(queue.keys.key("dead"), job_id) is not None
+    assert dead_ids(queue) == {job_id}
+    refused = invoke(dlq, "replay", queue.name, job_id, "--json")
+    assert refused.exit_code == 1
+    assert list(json.loads(refused.stdout)["refused"]) == [job_id]
+    client.close()
+
+
+async def test_replay_to_a_partitioned_and_to_a_new_queue_is_served_and_listed(
+    server_url: str, queue_name: str
+) -> None:
+    source = conveyor.SyncQueue(queue_name, url=server_url)
+    sharded = conveyor.Queue(f"{queue_name}-sharded", url=server_url, partitions=3)
+    fresh = conveyor.Queue(f"{queue_name}-fresh", url=server_url)  # never used before
+    try:
+        await sharded.counts()  # declares its 3 partitions
+        keyed = source.enqueue("send_email", {"n": 0}, partition_key="tenant-7")
+        plain = [source.enqueue("send_email", {"n": n}) for n in range(1, 5)]
+        for job in [keyed, *plain]:
+            assert source.dead_letters.kill(job.id)
+
+        to_sharded = run("replay", queue_name, "--name", "send_email", "--to", sharded.name,
+                         "--yes")  # fmt: skip
+        assert to_sharded.exit_code == 0, to_sharded.output
+        assert "Replayed 5 dead jobs" in to_sharded.stdout
+        for job in [keyed, *plain]:  # each on the partition its key (or id) maps to
+            copy = await sharded.get_job(job.id)
+            assert copy is not None and copy.state is conveyor.JobState.WAITING
+            home = partition_for("tenant-7" if job is keyed else job.id, 3)
+            assert copy.queue == f"{sharded.name}~{home}"
+        assert (await sharded.counts()).waiting == 5
+
+        (last,) = killed(source, "send_email", {"n": 5})
+        to_fresh = run("replay", queue_name, last, "--to", fresh.name)
+        assert to_fresh.exit_code == 0, to_fresh.output
+        listed = [q["queue"] for q in invoke_json(main, "status")["queues"]]
+        assert sharded.name in listed and fresh.name in listed
+
+        for target, n in ((sharded, 5), (fresh, 1)):
+            worker = conveyor.Worker(target.name, url=server_url, options=WORKER_TEST_OPTIONS)
+
+            @worker.handler
+            async def send_email(ctx: conveyor.JobContext, payload: Any) -> Any:
+                return payload
+
+            async with RunningWorker(worker):
+                await wait_for(lambda t=target, n=n: _completed(t, n))
+        status = {q["queue"]: q for q in invoke_json(main, "status")["queues"]}
+        assert status[sharded.name]["completed"] == 5 and status[fresh.name]["completed"] == 1
+    finally:
+        source.obliterate(force=True)
+        source.close()
+        for q in (sharded, fresh):
+            await q.obliterate(force=True)
+            await q.close()
+
+
+async def _completed(queue: conveyor.Queue, n: int) -> bool:
+    return (await queue.counts()).completed == n
 
 
 def test_drop_older_than_and_all(queue: conveyor.SyncQueue) -> None:

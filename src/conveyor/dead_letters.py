@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor import codec, dlq_ops, dlq_records, partitions
 from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
-from conveyor.keys import QueueKeys
 
 if TYPE_CHECKING:
     from conveyor.queue import Queue
@@ -45,7 +44,10 @@ class DeadLetters:
         """Move dead jobs back to waiting with a fresh attempt budget (ids, filter or all).
 
         ``rate`` bounds how many jobs per second are moved; ``to`` enqueues them on another
-        queue instead; ``payload`` replaces the payload of a single job (fix, then replay).
+        queue instead (registered, and on the partition each job's partition key or id maps
+        to if it is partitioned); ``payload`` replaces the payload of a single job (fix, then
+        replay). A job whose stored fields a worker could not run stays dead: the result's
+        ``refused`` says why.
         """
         queue = self.queue
         parts = await queue._parts()
@@ -54,10 +56,12 @@ class DeadLetters:
                 raise ValueError("an edited payload replays exactly one job: pass ids=[id]")
             data = codec.encode(payload, limit=queue.options.max_payload_bytes)
             ((keys, _),) = await queue._run(partitions.dead_select(parts, ids, None, False))
-            replayed = await queue._run(dlq_ops.replay(keys, queue.options, ids, data))
-            return BulkResult(1, len(replayed), replayed, dry_run=False)
+            replayed, refused = await queue._run(dlq_ops.replay(keys, queue.options, ids, data))
+            return BulkResult(1, len(replayed), replayed, refused=refused)
         chosen = await queue._run(partitions.dead_select(parts, ids, where, all))
-        target = QueueKeys(to) if to else None
+        target = None
+        if to is not None and to != queue.name and chosen and not dry_run:
+            target = await queue._run(partitions.register(to))  # visible, and its partitions
         done = [
             await queue._run(
                 dlq_ops.bulk_replay(

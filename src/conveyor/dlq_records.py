@@ -18,7 +18,7 @@ import msgspec
 from conveyor import codec, defaults, validate
 from conveyor.errors import ConveyorError, DeadImportError
 from conveyor.job import Attempt, DeadReason, ErrorInfo
-from conveyor.ops import QueueOptions, priority_band
+from conveyor.ops import JobSpec, QueueOptions, priority_band
 from conveyor.retry import Backoff
 
 _MAX_MS = round(defaults.MAX_SECONDS * 1000)
@@ -103,6 +103,26 @@ def check_line(line: bytes, options: QueueOptions, now: float | None = None) -> 
         if value is not None and name != "token":  # a dead job holds no lock
             flat += (name, value.value if isinstance(value, DeadReason) else str(value))
     return CheckedJob(fields.id, fields.finished_ms or now_ms, flat)
+
+
+def stored_spec(stored: dict[bytes, bytes], options: QueueOptions) -> JobSpec:
+    """A stored dead job as a job to enqueue elsewhere (a move), checked like an import;
+    ``ValueError`` says which field a worker could not run. Unknown fields are ignored."""
+    known = {key.decode(): value.decode(errors="replace") for key, value in stored.items()
+             if key.decode(errors="replace") in DeadFields.__struct_fields__}  # fmt: skip
+    try:
+        f = msgspec.convert(known, DeadFields, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from None
+    _check(f, options, round(time.time() * 1000))
+    meta = codec.decode(f.options) if f.options else {}
+    key = meta.get("partition_key")
+    return JobSpec(
+        f.name, codec.decode(f.payload), id=f.id, priority=f.priority, attempts=f.max_attempts,
+        timeout=f.timeout_ms / 1000 if f.timeout_ms else None,
+        retention=f.keep_ms / 1000 if f.keep_ms is not None else None,
+        group=f.group, meta=meta, partition_key=key if isinstance(key, str) else None,
+    )  # fmt: skip
 
 
 def read_file(path: str | Path, options: QueueOptions) -> list[CheckedJob]:

@@ -26,7 +26,14 @@ from conveyor.dlq_records import CheckedJob
 from conveyor.errors import ConveyorError
 from conveyor.events import Event, read_events, read_streams
 from conveyor.job import Job, JobState
-from conveyor.keys import PARTITIONS, QueueKeys, logical_name, partition_for, partition_name
+from conveyor.keys import (
+    PARTITIONS,
+    QueueKeys,
+    job_partition,
+    logical_name,
+    partition_for,
+    partition_name,
+)
 from conveyor.metrics import MinuteStats, QueueMetrics, queue_metrics
 from conveyor.ops import Call, Command, Counts, JobSpec, Op, Pause
 
@@ -82,6 +89,16 @@ def resolve(queue: str, declared: int | None) -> Op[int]:
 _STATES = ("waiting", "delayed", "active", "dead")
 
 
+def register(queue: str, declared: int | None = None) -> Op[list[QueueKeys]]:
+    """Record ``queue`` among the known queues and find (or declare) its partitions: what a
+    queue does when it first connects, and what jobs moved to a queue need."""
+    _, count = yield from gather([
+        ops.register_queue(logical_name(queue)),  # a partition registers its queue
+        resolve(queue, declared),
+    ])  # fmt: skip
+    return keys_of(queue, count)
+
+
 def layout(queues: Sequence[str]) -> Op[dict[str, int]]:
     """How many partitions each of these queues has (one round trip; 1: not partitioned)."""
     (counts,) = yield [Command(("HMGET", PARTITIONS, *queues))]
@@ -121,13 +138,12 @@ class Spreader:
         self._turn = itertools.count(random.randrange(count))
 
     def choose(self, item: JobSpec | tuple[str, Any]) -> int:
-        if self.count == 1:
-            return 0
         if isinstance(item, JobSpec):
-            if item.partition_key is not None:
-                return partition_for(item.partition_key, self.count)
-            if item.id is not None:
-                return partition_for(item.id, self.count)
+            home = job_partition(self.count, item.partition_key, item.id)
+            if home is not None:
+                return home
+        elif self.count == 1:
+            return 0
         return next(self._turn) % self.count
 
 
@@ -408,6 +424,7 @@ def sum_bulk(each: Sequence[BulkResult], dry_run: bool) -> BulkResult:
         moved=sum(r.moved for r in each),
         ids=[job_id for r in each for job_id in r.ids],
         dry_run=dry_run,
+        refused={job_id: why for r in each for job_id, why in r.refused.items()},
     )
 
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor import codec, dlq_ops, dlq_records, partitions
 from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
-from conveyor.keys import QueueKeys
 
 if TYPE_CHECKING:
     from conveyor.sync_queue import SyncQueue
@@ -46,7 +45,10 @@ class SyncDeadLetters:
         """Move dead jobs back to waiting with a fresh attempt budget (ids, filter or all).
 
         ``rate`` bounds how many jobs per second are moved; ``to`` enqueues them on another
-        queue instead; ``payload`` replaces the payload of a single job (fix, then replay).
+        queue instead (registered, and on the partition each job's partition key or id maps
+        to if it is partitioned); ``payload`` replaces the payload of a single job (fix, then
+        replay). A job whose stored fields a worker could not run stays dead: the result's
+        ``refused`` says why.
         """
         queue = self.queue
         parts = queue._parts()
@@ -55,10 +57,12 @@ class SyncDeadLetters:
                 raise ValueError("an edited payload replays exactly one job: pass ids=[id]")
             data = codec.encode(payload, limit=queue.options.max_payload_bytes)
             ((keys, _),) = queue._run(partitions.dead_select(parts, ids, None, False))
-            replayed = queue._run(dlq_ops.replay(keys, queue.options, ids, data))
-            return BulkResult(1, len(replayed), replayed, dry_run=False)
+            replayed, refused = queue._run(dlq_ops.replay(keys, queue.options, ids, data))
+            return BulkResult(1, len(replayed), replayed, refused=refused)
         chosen = queue._run(partitions.dead_select(parts, ids, where, all))
-        target = QueueKeys(to) if to else None
+        target = None
+        if to is not None and to != queue.name and chosen and not dry_run:
+            target = queue._run(partitions.register(to))  # visible, and its partitions
         done = [
             queue._run(
                 dlq_ops.bulk_replay(

@@ -298,7 +298,7 @@ def _in_batches(
 ) -> BulkResult:
     """Apply a bulk operation to ``ids`` batch by batch, at most ``rate`` a second, with a bar."""
     size = dlq_ops.BATCH if rate is None else max(1, min(dlq_ops.BATCH, int(rate)))
-    moved, done = 0, list[str]()
+    moved, done, refused = 0, list[str](), dict[str, str]()
     columns = (TextColumn(verb), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(verb, total=len(ids))
@@ -311,8 +311,9 @@ def _in_batches(
             result = apply(batch)
             moved += result.moved
             done += result.ids
+            refused.update(result.refused)
             progress.advance(task, len(batch))
-    return BulkResult(len(ids), moved, done)
+    return BulkResult(len(ids), moved, done, refused=refused)
 
 
 def _confirm(preview: BulkResult, question: str, yes: bool) -> None:
@@ -322,17 +323,28 @@ def _confirm(preview: BulkResult, question: str, yes: bool) -> None:
 
 
 def _report(result: BulkResult, as_json: bool, template: str) -> None:
-    """Print a bulk result; ``template`` says what was (or would be) done to ``{}``."""
+    """Print a bulk result; ``template`` says what was (or would be) done to ``{}``.
+
+    Jobs a replay refused (fields a worker could not run) are listed on stderr, and the
+    command exits 1.
+    """
     if as_json:
         echo_json(result)
-        return
-    done = result.matched if result.dry_run else result.moved
-    click.echo(template.format(_count(done)) + (":" if result.dry_run and result.ids else "."))
-    if result.dry_run:
-        for job_id in result.ids:
-            click.echo(job_id)
-    elif result.matched > result.moved:
-        click.echo(f"{result.matched - result.moved} of them were no longer dead.")
+    else:
+        done = result.matched if result.dry_run else result.moved
+        ending = ":" if result.dry_run and result.ids else "."
+        click.echo(template.format(_count(done)) + ending)
+        if result.dry_run:
+            for job_id in result.ids:
+                click.echo(job_id)
+        elif result.matched > result.moved + len(result.refused):
+            gone = result.matched - result.moved - len(result.refused)
+            click.echo(f"{gone} of them were no longer dead.")
+    if result.refused:
+        click.echo(f"{_count(len(result.refused))} refused, left dead:", err=True)
+        for job_id, why in result.refused.items():
+            click.echo(f"  {job_id}: {why}", err=True)
+        click.get_current_context().exit(1)
 
 
 @dlq.command()
