@@ -184,8 +184,10 @@ async def test_an_import_is_written_in_atomic_batches_per_partition(
     source = conveyor.Queue(f"{queue_name}-src", url=server_url)
     target = conveyor.Queue(queue_name, url=server_url, partitions=3)
     try:
-        for i in range(10):
+        for i in range(9):
             await source.dead_letters.kill((await source.enqueue("send_email", i)).id)
+        keyed = await source.enqueue("send_email", 9, partition_key="tenant-7")
+        await source.dead_letters.kill(keyed.id)
         backup = tmp_path / "dead.jsonl"
         assert await source.dead_letters.export(backup) == 10
         monkeypatch.setattr(dlq_ops, "BATCH", 2)
@@ -196,7 +198,8 @@ async def test_an_import_is_written_in_atomic_batches_per_partition(
         assert await target.dead_letters.import_(backup) == 10
         assert (await target.counts()).dead == 10
         for job in (await target.dead_letters.list(limit=20)).jobs:  # each in its partition
-            assert job.queue == f"{queue_name}~{conveyor.keys.partition_for(job.id, 3)}"
+            key = "tenant-7" if job.id == keyed.id else job.id  # a partition key wins
+            assert job.queue == f"{queue_name}~{conveyor.keys.partition_for(key, 3)}"
         assert await target.dead_letters.import_(backup) == 0  # twice is harmless
     finally:
         for q in (source, target):

@@ -85,6 +85,7 @@ class CheckedJob:
     id: str
     died_ms: int
     fields: list[str]  # field, value, field, value, ...
+    partition_key: str | None = None  # where it goes in a partitioned queue (else by id)
 
 
 def check_line(line: bytes, options: QueueOptions, now: float | None = None) -> CheckedJob:
@@ -102,7 +103,8 @@ def check_line(line: bytes, options: QueueOptions, now: float | None = None) -> 
         value = getattr(fields, name)
         if value is not None and name != "token":  # a dead job holds no lock
             flat += (name, value.value if isinstance(value, DeadReason) else str(value))
-    return CheckedJob(fields.id, fields.finished_ms or now_ms, flat)
+    key = _meta(fields).get("partition_key")
+    return CheckedJob(fields.id, fields.finished_ms or now_ms, flat, key)
 
 
 def stored_spec(stored: dict[bytes, bytes], options: QueueOptions) -> JobSpec:
@@ -115,13 +117,12 @@ def stored_spec(stored: dict[bytes, bytes], options: QueueOptions) -> JobSpec:
     except msgspec.ValidationError as exc:
         raise ValueError(str(exc)) from None
     _check(f, options, round(time.time() * 1000))
-    meta = codec.decode(f.options) if f.options else {}
-    key = meta.get("partition_key")
+    meta = _meta(f)
     return JobSpec(
         f.name, codec.decode(f.payload), id=f.id, priority=f.priority, attempts=f.max_attempts,
         timeout=f.timeout_ms / 1000 if f.timeout_ms else None,
         retention=f.keep_ms / 1000 if f.keep_ms is not None else None,
-        group=f.group, meta=meta, partition_key=key if isinstance(key, str) else None,
+        group=f.group, meta=meta, partition_key=meta.get("partition_key"),
     )  # fmt: skip
 
 
@@ -183,6 +184,12 @@ def _check(f: DeadFields, options: QueueOptions, now_ms: int) -> None:
         raise ValueError(f"logs must be at most {defaults.MAX_LOG_BYTES} bytes")
     if f.cancel_requested not in (None, "1"):
         raise ValueError(f"cancel_requested must be '1', not {f.cancel_requested!r}")
+
+
+def _meta(f: DeadFields) -> dict[str, Any]:
+    """The job's stored options (checked by :func:`_check`: a JSON object)."""
+    meta: dict[str, Any] = codec.decode(f.options) if f.options else {}
+    return meta
 
 
 def _maybe(check: Any, value: Any, *args: Any) -> None:

@@ -31,7 +31,6 @@ from conveyor.keys import (
     QueueKeys,
     job_partition,
     logical_name,
-    partition_for,
     partition_name,
 )
 from conveyor.metrics import MinuteStats, QueueMetrics, queue_metrics
@@ -431,12 +430,13 @@ def sum_bulk(each: Sequence[BulkResult], dry_run: bool) -> BulkResult:
 def import_batches(
     parts: Sequence[QueueKeys], jobs: Sequence[CheckedJob]
 ) -> list[tuple[QueueKeys, list[CheckedJob]]]:
-    """An import's batches: each job goes to the partition its id maps to, at most
-    :data:`dlq_ops.BATCH` jobs (and about :data:`dlq_ops.IMPORT_BYTES`) per batch."""
+    """An import's batches: each job goes to the partition its partition key (else its id)
+    maps to, at most :data:`dlq_ops.BATCH` jobs (and about :data:`dlq_ops.IMPORT_BYTES`)
+    per batch."""
     batches: list[tuple[QueueKeys, list[CheckedJob]]] = []
     current: dict[int, tuple[list[CheckedJob], int]] = {}  # partition: open batch, its bytes
     for job in jobs:
-        home = partition_for(job.id, len(parts)) if len(parts) > 1 else 0
+        home = job_partition(len(parts), job.partition_key, job.id) or 0
         size = sum(len(value) for value in job.fields)
         batch, used = current.get(home, ([], 0))
         if not batch or len(batch) >= dlq_ops.BATCH or used + size > dlq_ops.IMPORT_BYTES:
