@@ -350,6 +350,9 @@ def test_export_refuses_to_overwrite_without_force(
     assert forced.exit_code == 0, forced.output
     assert "Exported 1 dead job" in forced.stdout
     assert len(backup.read_text().splitlines()) == 1 and "precious" not in backup.read_text()
+    nowhere = run("export", queue.name, str(tmp_path / "no-such-dir" / "dead.jsonl"))
+    assert nowhere.exit_code == 1 and "Traceback" not in nowhere.output
+    assert nowhere.stderr.startswith("Error: cannot write ")
 
 
 def test_kill(queue: conveyor.SyncQueue) -> None:

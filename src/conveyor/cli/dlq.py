@@ -463,6 +463,8 @@ def export_(
             written = q.dead_letters.export(file, where, overwrite=force)
         except FileExistsError:  # created since the check above
             raise click.ClickException(f"{file} exists; pass --force to overwrite it") from None
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {file}: {exc.strerror}") from None
     if as_json:
         echo_json({"exported": written, "file": str(file)})
     else:
@@ -482,8 +484,11 @@ def import_(queue: str, file: Path, url: str | None, as_json: bool) -> None:
     written in batches - up to 500 jobs of one partition, each batch all or nothing - and
     a job whose id is already there is skipped, so an interrupted import can be run again.
     """
-    with file.open("rb") as lines:
-        total = sum(1 for line in lines if line.strip())
+    try:
+        with file.open("rb") as lines:
+            total = sum(1 for line in lines if line.strip())
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {file}: {exc.strerror}") from None
     with open_queue(queue, url) as q:
         try:
             imported = q.dead_letters.import_(file)
