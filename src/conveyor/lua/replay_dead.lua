@@ -2,9 +2,9 @@
 replay_dead: move dead jobs back to waiting with a fresh attempt budget, keeping their id
 and history. A job that is no longer dead (already replayed) is left alone, so replaying
 twice makes one job. Each job's fields are checked before its first write: a job a worker
-could not run or that could not be placed (no name or payload; band, priority,
-max_attempts or a time missing or not an integer in range; options not a JSON object)
-stays dead, and the reply says why.
+could not run or that could not be placed (no name or payload; band, priority or
+max_attempts missing or not an integer in range; timeout_ms, created_ms or started_ms not
+a whole number; options not a JSON object) stays dead, and the reply says why.
 KEYS: meta waiting dead events marker groups group_waiting job
 ARGV: #events_maxlen #band_min #band_max #priority_min #priority_max #attempts_max ...jobs
   jobs: 2 values per job: id payload ('' keeps the stored payload)
