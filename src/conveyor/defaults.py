@@ -21,6 +21,7 @@ JOB_TIMEOUT = 300.0  # seconds a handler may run before the attempt counts as ti
 PRIORITY = 0
 PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
+ATTEMPTS_MAX = 1_000_000  # most attempts a job may have (also bounds stalls and replays)
 MAX_PAYLOAD_BYTES = 512 * 1024
 MAX_RESULT_BYTES = 512 * 1024
 MAX_ERROR_MESSAGE_CHARS = 2_000
@@ -29,6 +30,7 @@ MAX_ID_CHARS = 200  # a job id (or a schedule id)
 MAX_NAME_CHARS = 200  # a job (handler) name
 MAX_KEY_CHARS = 1_000  # a group key, a dedup key, a partition key
 MAX_SECONDS = 10 * 365 * 24 * 3600.0  # longest delay, timeout, retention or window (10 years)
+MAX_CLOCK_SKEW = 3600.0  # an imported past time (created, died) may be this far in our future
 
 # Retention (completed and dead jobs are trimmed by count and by age)
 COMPLETED_KEEP_COUNT = 1_000

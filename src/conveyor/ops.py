@@ -227,6 +227,8 @@ def job_args(
     backoff = spec.backoff or options.backoff
     if backoff is not None:
         stored["backoff"] = msgspec.to_builtins(backoff)
+    if spec.partition_key is not None:  # kept, so a move to another queue keeps it too
+        stored["partition_key"] = spec.partition_key
     run_at_ms = _ms(spec.run_at) if spec.run_at is not None else 0
     keep = "" if spec.retention is None else str(_ms(spec.retention))
     delay = spec.delay
