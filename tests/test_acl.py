@@ -14,6 +14,7 @@ import shlex
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -96,9 +97,22 @@ def test_active_is_the_only_queue_key_the_producer_pattern_leaves_out() -> None:
         assert "active" in script(name).key_names, name
 
 
+def _lock_deadline(server: ServerProcess, queue_name: str, job_id: str) -> float:
+    with server.client() as admin:
+        return float(admin.zscore(QueueKeys(queue_name).key("active"), job_id) or 0)
+
+
 async def test_a_worker_runs_the_whole_lifecycle_under_the_worker_rules(
-    server: ServerProcess, queue_name: str
+    server: ServerProcess, queue_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    recoveries: list[str] = []  # each stalled-job check that got its reply
+    parse_recovered = calls.parse_recovered
+
+    def counted(queue: str, reply: Any) -> list[calls.Claim]:
+        recoveries.append(queue)
+        return parse_recovered(queue, reply)
+
+    monkeypatch.setattr(calls, "parse_recovered", counted)
     release = asyncio.Event()
     ran: list[str] = []
     options = conveyor.WorkerOptions(
@@ -130,7 +144,11 @@ async def test_a_worker_runs_the_whole_lifecycle_under_the_worker_rules(
             await wait_for(lambda: sorted(ran) == ["later", "now"])
             await wait_for(lambda: _state(queue, dead.id, conveyor.JobState.DEAD))
             await wait_for(lambda: _state(queue, held.id, conveyor.JobState.ACTIVE))
-            await asyncio.sleep(1.0)  # lock renewals and stalled-job checks run meanwhile
+            # Lock renewals and stalled-job checks run under the rules too.
+            renewed = _lock_deadline(server, queue_name, held.id)
+            await wait_for(lambda: _lock_deadline(server, queue_name, held.id) > renewed)
+            checks = len(recoveries)
+            await wait_for(lambda: len(recoveries) >= checks + 2)
         assert await _state(queue, held.id, conveyor.JobState.WAITING)  # handed back
         for job in (now, later):
             assert await _state(queue, job.id, conveyor.JobState.COMPLETED)

@@ -18,7 +18,6 @@ from tests.test_dead_letters import make_dead
 pytestmark = pytest.mark.timeout(30)
 
 
-
 def run(*args: str, input: str | None = None) -> Result:
     return invoke(dlq, *args, input=input)
 

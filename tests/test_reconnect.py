@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import conveyor
+from conveyor.worker.fetcher import Fetcher
 from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, wait_for
 from tests.servers import ServerProcess, valkey
 
@@ -80,7 +81,8 @@ async def test_wait_for_server_rides_out_a_restart(
         with caplog.at_level(logging.WARNING, logger="conveyor.connection"):
             jobs = await asyncio.gather(*(queue.enqueue("during", n) for n in range(3)))
         waited = time.monotonic() - started
-        restart.join()
+        restart.join(30)
+        assert not restart.is_alive(), "the server did not restart"
         assert {job.state for job in jobs} == {conveyor.JobState.WAITING}
         assert 1.0 < waited < 15
         messages = [r.getMessage() for r in caplog.records]
@@ -104,9 +106,20 @@ def test_a_bad_wait_for_server_is_a_configuration_error(queue_name: str) -> None
 
 
 async def test_a_worker_resumes_by_itself_and_logs_the_outage_once(
-    server: ServerProcess, queue_name: str, caplog: pytest.LogCaptureFixture
+    server: ServerProcess,
+    queue_name: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     done: list[int] = []
+    failures: list[str] = []  # each failed fetch or blocked read of the worker
+    report_outage = Fetcher._report_outage
+
+    def counted(fetcher: Fetcher, exc: conveyor.ServerUnavailable) -> None:
+        failures.append(str(exc))
+        report_outage(fetcher, exc)
+
+    monkeypatch.setattr(Fetcher, "_report_outage", counted)
     worker = conveyor.Worker(queue_name, url=server.url, options=WORKER_TEST_OPTIONS)
 
     @worker.handler
@@ -118,7 +131,7 @@ async def test_a_worker_resumes_by_itself_and_logs_the_outage_once(
         await queue.enqueue("record", 1)
         await wait_for(lambda: done == [1])
         server.stop()
-        await asyncio.sleep(3)  # many fetch attempts fail meanwhile, with backoff
+        await wait_for(lambda: len(failures) >= 4)  # many fetch attempts fail, with backoff
         server.start()
         await queue.enqueue("record", 2)
         await wait_for(lambda: done == [1, 2])

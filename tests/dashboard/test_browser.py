@@ -85,6 +85,7 @@ class Site:
         self.server.should_exit = True
         self.thread.join(15)
         self.sock.close()
+        assert not self.thread.is_alive(), "the dashboard server did not stop within 15 s"
 
 
 @pytest.fixture
@@ -192,6 +193,7 @@ def test_a_dead_jobs_history_then_replay_until_it_completes(
     finally:
         done.set()
         worker.join(30)
+        assert not worker.is_alive(), "the worker did not stop within 30 s"
     page.goto(f"{site.base}/open/queues/{sync_queue.name}/jobs/{failed.id}")
     expect(page.locator("#job-state")).to_have_text("completed")
     expect(page.locator("#result")).to_contain_text("by hand")
