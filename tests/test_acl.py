@@ -32,7 +32,7 @@ pytestmark = pytest.mark.timeout(60)
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "acl.md"
 PASSWORD = uuid.uuid4().hex
-ACL_ERROR = "NOPERM|ACL failure|No permissions"
+ACL_ERROR = "NOPERM|ACL failure|[Nn]o permissions"
 #: What every user needs besides on a cluster: redis-py reads the slot map and the commands.
 CLUSTER_EXTRAS = "+cluster|slots +cluster|shards +command"
 WORKER_TRANSITIONS = ("fetch", "complete", "fail", "release", "extend_locks", "recover_stalled",
@@ -271,3 +271,48 @@ async def test_on_a_cluster_the_rules_need_only_the_slot_map_commands(
             assert (await board.counts()).completed == 1
             with pytest.raises(redis.ResponseError, match=ACL_ERROR):
                 await board.enqueue("ok", 2)
+
+
+def test_no_user_may_eval_and_the_dashboard_may_not_load_a_script(server: ServerProcess) -> None:
+    for user in documented_rules():
+        client = redis.Redis.from_url(url_for(server, user))
+        with client, pytest.raises(redis.ResponseError, match=ACL_ERROR):
+            client.eval("return 1", 0)
+    board = redis.Redis.from_url(url_for(server, "conveyor-dashboard"))
+    with board, pytest.raises(redis.ResponseError, match=ACL_ERROR):
+        board.script_load("return redis.call('TIME')")
+
+
+def test_a_producers_own_lua_is_held_to_its_rules_but_may_rewrite_jobs(
+    server: ServerProcess, queue_name: str
+) -> None:
+    # What docs/acl.md says a producer can still do, and what it cannot do even in Lua.
+    keys = QueueKeys(queue_name)
+    with conveyor.SyncQueue(queue_name, url=url_for(server, "conveyor-producer")) as queue:
+        job = queue.enqueue("ok", 1)
+    with redis.Redis.from_url(url_for(server, "conveyor-producer")) as producer:
+        take = producer.script_load("return redis.call('ZADD', KEYS[1], 0, ARGV[1])")
+        with pytest.raises(redis.ResponseError, match=ACL_ERROR):
+            producer.evalsha(take, 1, keys.key("active"), job.id)
+        rewrite = producer.script_load("return redis.call('HSET', KEYS[1], 'payload', ARGV[1])")
+        producer.evalsha(rewrite, 1, keys.job(job.id), "2")
+    with conveyor.SyncQueue(queue_name, url=url_for(server, "conveyor-dashboard")) as board:
+        rewritten = board.get_job(job.id)
+        assert rewritten is not None and rewritten.payload == 2
+        assert rewritten.state is conveyor.JobState.WAITING  # and it was not taken
+
+
+def test_the_dashboard_reads_again_once_any_caller_reloaded_the_scripts(
+    server: ServerProcess, queue_name: str
+) -> None:
+    with conveyor.SyncQueue(queue_name, url=url_for(server, "conveyor-producer")) as queue:
+        queue.enqueue("ok", 1)
+        with server.client() as admin:
+            admin.script_flush()  # as a restart or a failover would
+        with conveyor.SyncQueue(queue_name, url=url_for(server, "conveyor-dashboard")) as board:
+            with pytest.raises(redis.ResponseError, match="script\\|load"):
+                board.counts()  # it may not load the script it needs
+            queue.enqueue("ok", 2)  # one call meets NOSCRIPT and loads every script
+            assert board.counts().waiting == 2
+            assert len(board.list_jobs("waiting")) == 2
+            assert board.dead_letters.list().jobs == []
