@@ -177,14 +177,14 @@ class Worker:
     def _handle_signals(self, on: bool) -> None:
         """Handle SIGTERM/SIGINT (``on``), or stop handling them if this worker did."""
         assert self._loop is not None
+        if on == self._signals_handled:
+            return
         for sig in (signal.SIGTERM, signal.SIGINT):
             if on:
                 self._loop.add_signal_handler(sig, self._on_signal)
-                self._signals_handled = True
-            elif self._signals_handled:
+            else:
                 self._loop.remove_signal_handler(sig)
-        if not on:
-            self._signals_handled = False
+        self._signals_handled = on
 
     async def serve(self, *, handle_signals: bool = False) -> None:
         """Run until :meth:`stop` is called."""
