@@ -120,7 +120,10 @@ class QueueOptions(msgspec.Struct, frozen=True, kw_only=True):
             validate.seconds(getattr(self, age), age)
         validate.seconds(self.metrics_window, "metrics_window", positive=True)
         if self.dead_letter_queue is not None:
-            validate_queue_name(self.dead_letter_queue)
+            try:
+                validate_queue_name(self.dead_letter_queue)
+            except ValueError as exc:
+                raise ValueError(f"dead_letter_queue: {exc}") from None
 
 
 #: The largest payload or result limit: a batch of jobs is one server argument (512 MB).
