@@ -561,3 +561,20 @@ async def _run_all(queue_name: str, server_url: str, accepted: set[str]) -> None
         worker.handler(name=name)(record)
     async with RunningWorker(worker):
         await wait_for(lambda: accepted <= ran, timeout=30)
+
+
+@pytest.mark.parametrize("count", [1.5, True, 0, 2000])
+async def test_a_bad_partition_count_is_refused_and_nothing_is_stored(
+    server_url: str, queue_name: str, count: Any
+) -> None:
+    queue = conveyor.Queue(queue_name, url=server_url, partitions=count)
+    try:
+        with pytest.raises(ValueError, match=r"partitions must be an integer in 1\.\.1024"):
+            await queue.enqueue("ok", 1)
+        raw = redis.Redis.from_url(server_url)
+        try:
+            assert raw.hget(conveyor.keys.PARTITIONS, queue_name) is None
+        finally:
+            raw.close()
+    finally:
+        await queue.close()
