@@ -114,6 +114,7 @@ BAD_OPTIONS: list[tuple[dict[str, Any], str]] = [
     ({"partition_key": LONG_KEY}, "partition_key"),
     ({"backoff": {"type": "fixed", "seconds": 1}}, "backoff"),
     ({"dedup": "key"}, "dedup"),
+    ({"durable": True}, "durable"),
 ]
 
 
@@ -124,8 +125,10 @@ async def test_a_bad_enqueue_option_is_refused_and_nothing_is_stored(
     with pytest.raises(ValueError, match=named) as refused:
         await face.enqueue("ok", {"n": 1}, **options)
     assert "\n" not in str(refused.value)
+    spec_options = {k: v for k, v in options.items() if k != "durable"}
     with pytest.raises(ValueError, match=named):
-        await face.enqueue_many([("ok", 1), JobSpec("ok", 2, **options)])
+        await face.enqueue_many([("ok", 1), JobSpec("ok", 2, **spec_options)],
+                                durable=options.get("durable"))  # fmt: skip
     await assert_nothing_stored(face, server_url)
 
 

@@ -393,6 +393,8 @@ def enqueue_many(
     ``jobs`` are :class:`JobSpec` objects or ``(name, payload)`` pairs. Every job is
     checked and encoded before anything is sent, so bad input writes nothing.
     """
+    if durable is not None and not isinstance(durable, Durable):
+        raise ValueError(f"durable must be a Durable(...), not {durable!r}")
     now = time.time()
     batches, drafts = _encode_jobs(jobs, options, now)
     if not drafts:
