@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import decimal
 import math
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -581,3 +582,25 @@ async def test_a_bad_partition_count_is_refused_and_nothing_is_stored(
             raw.close()
     finally:
         await queue.close()
+
+
+async def test_years_of_missed_ticks_are_caught_up_at_once(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    """The shortest interval, no worker for ten years: one job, without counting 315M ticks."""
+    from conveyor import schedules
+    from conveyor.transport import AsyncTransport
+
+    await queue.schedule(Schedule(id="every-second", name="work", every=defaults.MIN_EVERY))
+    raw = redis.Redis.from_url(server_url)
+    long_ago_ms = round((time.time() - defaults.MAX_SECONDS) * 1000)
+    raw.zadd(QueueKeys(queue.name).key("schedule_due"), {"every-second": long_ago_ms})
+    raw.close()
+    transport = AsyncTransport(conveyor.connection.async_client(server_url), server_url)
+    try:
+        started = time.monotonic()
+        made = await transport.run(schedules.fire_due(queue.keys, queue.options))
+        assert time.monotonic() - started < 10
+    finally:
+        await transport.close()
+    assert made == 1 and (await queue.counts()).waiting == 1

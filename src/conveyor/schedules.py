@@ -198,6 +198,8 @@ def _fire(
 ) -> Op[int]:
     tick = expected_ms / 1000
     latest = tick
+    if schedule.every is not None:  # the last tick not after now, without counting them
+        latest = max(tick, now // schedule.every * schedule.every)
     while (following := schedule.next_after(latest)) <= now:  # ticks missed meanwhile
         latest = following
     missed = latest > tick
