@@ -131,6 +131,7 @@ _MAX_VALUE_BYTES = 64 * 1024 * 1024
 
 
 def _timeout(value: Any, what: str) -> float:
+    # At least a millisecond (the stored unit), so a timeout is never stored as 0 (default).
     return validate.number(value, what, defaults.MIN_TIMEOUT, defaults.MAX_SECONDS, unit=" seconds")
 
 
@@ -259,11 +260,6 @@ def _ms(seconds: float | None) -> int:
     return 0 if seconds is None else max(0, round(seconds * 1000))
 
 
-def _timeout_ms(seconds: float | None) -> int:
-    # 0 means "the default", so a checked timeout below half a millisecond is still 1 ms.
-    return 0 if seconds is None else max(1, round(seconds * 1000))
-
-
 def _due(now: float, run_at: float | None, delay: float | None) -> float:
     # The script takes the server's clock; this is the caller's estimate of the same.
     return run_at if run_at is not None else now + (delay or 0.0)
@@ -321,7 +317,7 @@ def job_args(
             delay = spec.dedup.window
     args = [
         job_id, spec.name, payload.decode(), priority_band(spec.priority), spec.priority,
-        _ms(delay), run_at_ms, max_attempts, _timeout_ms(spec.timeout), keep,
+        _ms(delay), run_at_ms, max_attempts, _ms(spec.timeout), keep,
         codec.encode(stored).decode() if stored else "", *dedup, spec.group or "",
     ]  # fmt: skip
     draft: _Draft = (
