@@ -32,7 +32,7 @@ MAX_KEY_CHARS = 1_000  # a group key, a dedup key, a partition key
 MAX_SECONDS = 10 * 365 * 24 * 3600.0  # longest delay, timeout, retention or window (10 years)
 MAX_TIMESTAMP = 32_503_680_000.0  # latest run_at (Unix time of 3000-01-01)
 MIN_TIMEOUT = 0.001  # shortest timeout or window (one millisecond, the stored unit)
-MAX_COUNT = 1_000_000  # most attempts of a job; largest limit count (concurrency, rate)
+MAX_LIMIT = 1_000_000  # largest limit count (concurrency, jobs per rate window)
 MAX_REPLICAS = 100  # most replicas a durable enqueue may wait for
 MAX_SCHEDULE_ID_CHARS = MAX_ID_CHARS - 40  # its job ids add "schedule:" and the tick
 MIN_EVERY = 1.0  # shortest interval of an ``every=`` schedule (seconds)

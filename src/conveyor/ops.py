@@ -109,7 +109,7 @@ class QueueOptions(msgspec.Struct, frozen=True, kw_only=True):
     dead_letter_queue: str | None = None
 
     def __post_init__(self) -> None:
-        validate.integer(self.max_attempts, "max_attempts", 1, defaults.MAX_COUNT)
+        validate.integer(self.max_attempts, "max_attempts", 1, defaults.ATTEMPTS_MAX)
         _timeout(self.timeout, "timeout")
         _backoff(self.backoff)
         for size in ("max_payload_bytes", "max_result_bytes"):
@@ -209,7 +209,7 @@ class JobSpec:
             validate.text(self.id, "id", defaults.MAX_ID_CHARS)
         validate.integer(self.priority, "priority", defaults.PRIORITY_MIN, defaults.PRIORITY_MAX)
         if self.attempts is not None:
-            validate.integer(self.attempts, "attempts", 1, defaults.MAX_COUNT)
+            validate.integer(self.attempts, "attempts", 1, defaults.ATTEMPTS_MAX)
         _check_times(self)
         _backoff(self.backoff)
         if self.dedup is not None and not isinstance(self.dedup, Dedup):
@@ -550,13 +550,13 @@ class Limits:
     def __post_init__(self) -> None:
         for what in ("concurrency", "group_concurrency"):
             if (value := getattr(self, what)) is not None:
-                validate.integer(value, what, 1, defaults.MAX_COUNT)
+                validate.integer(value, what, 1, defaults.MAX_LIMIT)
         for what in ("rate", "group_rate"):
             if (rate := getattr(self, what)) is None:
                 continue
             if type(rate) not in (tuple, list) or len(rate) != 2:
                 raise ValueError(f"{what} must be a pair (jobs, seconds), not {rate!r}")
-            validate.integer(rate[0], f"{what} jobs", 1, defaults.MAX_COUNT)
+            validate.integer(rate[0], f"{what} jobs", 1, defaults.MAX_LIMIT)
             _timeout(rate[1], f"{what} seconds")
 
 
