@@ -89,7 +89,7 @@ def test_enqueue_prints_the_id_and_the_job_can_be_inspected(queue: conveyor.Sync
 def test_enqueue_json_options(queue: conveyor.SyncQueue) -> None:
     job = run_json("enqueue", queue.name, "report", "--id", "r-1", "--delay", "60",
                    "--attempts", "5")  # fmt: skip
-    assert (job["id"], job["payload"], job["max_attempts"]) == ("r-1", None, 5)
+    assert (job["id"], job["payload"], job["max_attempts"]) == ("r-1", {}, 5)  # {}: none given
     assert queue.counts().delayed == 1
     stdin = run("enqueue", queue.name, "report", "-", input='{"from": "stdin"}')
     assert stdin.exit_code == 0, stdin.output

@@ -30,6 +30,12 @@ MAX_ID_CHARS = 200  # a job id (or a schedule id)
 MAX_NAME_CHARS = 200  # a job (handler) name
 MAX_KEY_CHARS = 1_000  # a group key, a dedup key, a partition key
 MAX_SECONDS = 10 * 365 * 24 * 3600.0  # longest delay, timeout, retention or window (10 years)
+MAX_TIMESTAMP = 32_503_680_000.0  # latest run_at (Unix time of 3000-01-01)
+MIN_TIMEOUT = 0.001  # shortest timeout or window (one millisecond, the stored unit)
+MAX_LIMIT = 1_000_000  # largest limit count (concurrency, jobs per rate window)
+MAX_REPLICAS = 100  # most replicas a durable enqueue may wait for
+MAX_SCHEDULE_ID_CHARS = MAX_ID_CHARS - 40  # its job ids add "schedule:" and the tick
+MIN_EVERY = 1.0  # shortest interval of an ``every=`` schedule (seconds)
 MAX_CLOCK_SKEW = 3600.0  # an imported past time (created, died) may be this far in our future
 
 # Retention (completed and dead jobs are trimmed by count and by age)
@@ -68,6 +74,7 @@ DURABLE_TIMEOUT = 1.0
 BACKOFF_BASE = 1.0
 BACKOFF_FACTOR = 2.0
 BACKOFF_CAP = 300.0
+MAX_BACKOFF_FACTOR = 1000.0
 
 # HTTP (the Prometheus exporter and the dashboard)
 HTTP_READ_TIMEOUT = 10.0  # seconds a connection has to deliver a whole request

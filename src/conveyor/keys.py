@@ -47,12 +47,12 @@ PARTITIONS = f"{KEY_PREFIX}:partitions"
 PARTITION_SEPARATOR = "~"
 
 # A name, optionally followed by a partition number (which user names cannot contain).
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}(~[0-9]{1,4})?$")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}(~[0-9]{1,4})?")
 
 
 def validate_queue_name(name: str) -> str:
     """Return ``name`` if it is a usable queue name, else raise ``ValueError``."""
-    if not _QUEUE_NAME.match(name):
+    if type(name) is not str or not _QUEUE_NAME.fullmatch(name):
         raise ValueError(
             f"invalid queue name {name!r}: use 1-200 letters, digits, '_', '.', ':' or '-'"
         )
