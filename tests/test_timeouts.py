@@ -25,7 +25,7 @@ from conveyor.connection import sync_client
 from conveyor.prometheus import QueueCollector
 from conveyor.transport import SyncTransport
 from conveyor.worker.threads import HandlerThreads
-from tests.cli_runner import invoke_json
+from tests.cli_runner import invoke, invoke_json
 from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, wait_for
 
 pytestmark = pytest.mark.timeout(60)
@@ -173,6 +173,8 @@ async def test_hung_threads_are_abandoned_counted_and_replaced(
             status = await asyncio.to_thread(invoke_json, main, "status", queue.name)
             (row,) = status["queues"]
             assert row["abandoned_threads"] == 4
+            human = await asyncio.to_thread(invoke, main, "status", queue.name)
+            assert "4 handler threads hung past their timeout" in " ".join(human.stdout.split())
             samples = await asyncio.to_thread(_abandoned_metric, server_url, queue.name)
             assert samples == 4.0
             release.set()
