@@ -265,3 +265,41 @@ def test_the_thread_pool_replaces_an_abandoned_thread_and_forgets_it_when_it_ret
         release.set()
         pool.shutdown(wait=True)
     assert not [t for t in threading.enumerate() if t.name.startswith("test-threads_")]
+
+
+async def test_serve_raises_worker_stuck_error_past_the_limit(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    worker = make_worker(queue, server_url, concurrency=2, max_abandoned_threads=0)
+    release = threading.Event()
+
+    @worker.handler(timeout=0.2)
+    def hang(ctx: JobContext, payload: None) -> None:
+        release.wait(60)
+
+    try:
+        serving = asyncio.create_task(worker.serve())
+        job = await queue.enqueue("hang", None, attempts=1)
+        with pytest.raises(conveyor.WorkerStuckError, match=r"1 handler threads .* \(limit 0"):
+            await asyncio.wait_for(serving, 30)
+    finally:
+        release.set()
+    dead = await queue.get_job(job.id)
+    assert dead is not None and dead.history[0].cause is AttemptCause.TIMEOUT
+    assert (await queue.counts()).workers == 0
+
+
+def test_max_abandoned_threads_is_checked_and_reaches_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for bad in (-1, True, 1.5):
+        with pytest.raises(ValueError, match="max_abandoned_threads must be an integer >= 0"):
+            conveyor.WorkerOptions(max_abandoned_threads=bad)  # type: ignore[arg-type]
+    assert conveyor.WorkerOptions().max_abandoned_threads == conveyor.defaults.MAX_ABANDONED_THREADS
+    started: list[conveyor.Worker] = []
+    monkeypatch.setattr(conveyor.Worker, "run", lambda self: started.append(self))
+    result = invoke(main, "worker", "tests.cli_app:stuck", "--max-abandoned-threads", "3")
+    assert result.exit_code == 0, result.output
+    assert started[0].options.max_abandoned_threads == 3
+    refused = invoke(main, "worker", "tests.cli_app:stuck", "--max-abandoned-threads", "-1")
+    assert refused.exit_code == 2 and "--max-abandoned-threads" in refused.stderr
