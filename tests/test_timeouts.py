@@ -21,9 +21,7 @@ import pytest
 import conveyor
 from conveyor import AttemptCause, Immediate, JobContext, JobState
 from conveyor.cli import main
-from conveyor.connection import sync_client
 from conveyor.prometheus import QueueCollector
-from conveyor.transport import SyncTransport
 from conveyor.worker.threads import HandlerThreads
 from tests.cli_runner import invoke, invoke_json
 from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, wait_for
@@ -175,8 +173,7 @@ async def test_hung_threads_are_abandoned_counted_and_replaced(
             assert row["abandoned_threads"] == 4
             human = await asyncio.to_thread(invoke, main, "status", queue.name)
             assert "4 handler threads hung past their timeout" in " ".join(human.stdout.split())
-            samples = await asyncio.to_thread(_abandoned_metric, server_url, queue.name)
-            assert samples == 4.0
+            assert _abandoned_metric(await queue.metrics()) == 4.0
             release.set()
             for _ in range(4):
                 await asyncio.to_thread(finished.acquire, True, 30)
@@ -194,15 +191,11 @@ async def _equal(value: Any, expected: int) -> bool:
     return bool(await value == expected)
 
 
-def _abandoned_metric(url: str, queue_name: str) -> float | None:
-    transport = SyncTransport(sync_client(url), url)
-    try:
-        for family in QueueCollector(transport, [queue_name]).collect():
-            if family.name == "conveyor_abandoned_threads":
-                return sum(s.value for s in family.samples)
-        return None
-    finally:
-        transport.close()
+def _abandoned_metric(snapshot: conveyor.QueueMetrics) -> float | None:
+    for family in QueueCollector([snapshot]).collect():
+        if family.name == "conveyor_abandoned_threads":
+            return float(sum(s.value for s in family.samples))
+    return None
 
 
 async def test_past_the_abandoned_thread_limit_the_worker_stops_with_status_1(

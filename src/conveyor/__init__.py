@@ -4,6 +4,7 @@ from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
 from conveyor.errors import (
     ConfigurationError,
     ConveyorError,
+    DeadImportError,
     EmbeddedServerError,
     JobCancelled,
     JobFailed,
@@ -40,6 +41,7 @@ __all__ = [
     "ConveyorError",
     "Counts",
     "DeadFilter",
+    "DeadImportError",
     "DeadPage",
     "DeadReason",
     "Dedup",

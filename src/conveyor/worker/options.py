@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from conveyor import defaults
@@ -24,6 +25,9 @@ class WorkerOptions:
     #: Plain ``def`` handlers hung past their timeout (abandoned threads) that the worker
     #: tolerates; one more and it stops, exit status 1, for its supervisor to restart it.
     max_abandoned_threads: int = defaults.MAX_ABANDONED_THREADS
+    #: Seconds a starting worker waits for an unreachable server before it gives up with
+    #: ``ServerUnavailable`` (``None``: it waits until the server answers, or a signal).
+    startup_timeout: float | None = None
     #: Start even when the server may evict keys (``maxmemory-policy`` other than noeviction).
     allow_unsafe_server: bool = False
     # Process handlers (docs/processes.md)
@@ -52,7 +56,17 @@ class WorkerOptions:
         limit = self.max_abandoned_threads
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"max_abandoned_threads must be an integer >= 0, got {limit!r}")
+        if not _seconds(self.shutdown_grace):
+            raise ValueError("shutdown_grace must be a finite number of seconds, 0 or more")
+        if self.startup_timeout is not None and not _seconds(self.startup_timeout):
+            raise ValueError(
+                "startup_timeout must be a finite number of seconds, 0 or more (or None)"
+            )
         _check_process_options(self)
+
+
+def _seconds(value: float) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value >= 0
 
 
 def _check_process_options(options: WorkerOptions) -> None:
