@@ -19,6 +19,7 @@ from conveyor.errors import (
     RetryLater,
     ServerUnavailable,
     UnsafeServerError,
+    WorkerStuckError,
 )
 from conveyor.events import Event
 from conveyor.job import Attempt, AttemptCause, DeadReason, Durability, ErrorInfo, Job, JobState
@@ -81,5 +82,6 @@ __all__ = [
     "Worker",
     "WorkerInfo",
     "WorkerOptions",
+    "WorkerStuckError",
     "__version__",
 ]

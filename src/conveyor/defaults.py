@@ -61,6 +61,7 @@ IDLE_BLOCK = 5.0  # longest a blocked fetch waits before looking again
 SHUTDOWN_GRACE = 30.0
 HEARTBEAT_TTL = 30.0
 RECONNECT_BACKOFF_MAX = 5.0
+MAX_ABANDONED_THREADS = 10  # threads hung past their timeout before a worker stops itself
 
 # Connections
 CONNECT_TIMEOUT = 2.0

@@ -104,3 +104,8 @@ class RetryLater(ConveyorError):
     def __init__(self, delay: float, message: str = "") -> None:
         super().__init__(message or f"retry requested in {delay:g}s")
         self.delay = delay
+
+
+class WorkerStuckError(ConveyorError):
+    """The worker stopped itself: more handler threads hung past their timeout than
+    ``WorkerOptions.max_abandoned_threads`` allows (a supervisor should restart it)."""

@@ -63,6 +63,8 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     started_at: float = 0.0
     last_heartbeat: float = 0.0
     jobs_done: int = 0
+    #: Handler threads abandoned at their timeout and still running (hung code).
+    abandoned_threads: int = 0
 
 
 class QueueMetrics(msgspec.Struct, frozen=True):

@@ -97,6 +97,9 @@ def build_worker(
               help="Replace a child whose resident memory is over this after a job.")  # fmt: skip
 @click.option("--child-init", default=None, metavar="MODULE",
               help="Module each child imports when it starts (heavy imports, models).")  # fmt: skip
+@click.option("--max-abandoned-threads", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Stop (exit status 1) when more def handlers than this hang past their "
+                   "timeout. [default: the worker's, else 10]")  # fmt: skip
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS, case_sensitive=False),
               default="info", show_default=True)  # fmt: skip
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
@@ -114,6 +117,7 @@ def worker(
     max_jobs_per_child: int | None,
     max_child_memory: int | None,
     child_init: str | None,
+    max_abandoned_threads: int | None,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -137,7 +141,8 @@ def worker(
         changes["max_child_memory"] = max_child_memory * 1024 * 1024
     given = {"processes": processes, "max_jobs_per_child": max_jobs_per_child,
              "child_init": child_init, "shutdown_grace": grace,
-             "startup_timeout": startup_timeout}  # fmt: skip
+             "startup_timeout": startup_timeout,
+             "max_abandoned_threads": max_abandoned_threads}  # fmt: skip
     changes.update({name: value for name, value in given.items() if value is not None})
     try:
         built = build_worker(load_target(target), queues, url, changes)

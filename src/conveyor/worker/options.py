@@ -22,6 +22,9 @@ class WorkerOptions:
     idle_block: float = defaults.IDLE_BLOCK
     shutdown_grace: float = defaults.SHUTDOWN_GRACE
     heartbeat_ttl: float = defaults.HEARTBEAT_TTL
+    #: Plain ``def`` handlers hung past their timeout (abandoned threads) that the worker
+    #: tolerates; one more and it stops, exit status 1, for its supervisor to restart it.
+    max_abandoned_threads: int = defaults.MAX_ABANDONED_THREADS
     #: Seconds a starting worker waits for an unreachable server before it gives up with
     #: ``ServerUnavailable`` (``None``: it waits until the server answers, or a signal).
     startup_timeout: float | None = None
@@ -50,6 +53,9 @@ class WorkerOptions:
             raise ValueError("fetch_batch must be at least 1")
         if not 0 < self.lock_renew_interval < self.lock_ttl:
             raise ValueError("lock_renew_interval must be positive and below lock_ttl")
+        limit = self.max_abandoned_threads
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError(f"max_abandoned_threads must be an integer >= 0, got {limit!r}")
         if not _seconds(self.shutdown_grace):
             raise ValueError("shutdown_grace must be a finite number of seconds, 0 or more")
         if self.startup_timeout is not None and not _seconds(self.startup_timeout):

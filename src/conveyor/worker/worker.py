@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import inspect
@@ -23,7 +22,7 @@ import msgspec
 import redis.asyncio
 
 from conveyor import connection, defaults, dlq_ops, ops, partitions, schedules
-from conveyor.errors import RateLimited, ServerUnavailable, UnsafeServerError
+from conveyor.errors import RateLimited, ServerUnavailable, UnsafeServerError, WorkerStuckError
 from conveyor.health import server_safety
 from conveyor.job import AttemptCause, Job
 from conveyor.keys import QueueKeys
@@ -41,6 +40,7 @@ from conveyor.worker.reporter import Reporter
 from conveyor.worker.runner import Outcome, Runner
 from conveyor.worker.settler import Settler
 from conveyor.worker.slots import Slots
+from conveyor.worker.threads import HandlerThreads
 
 log = logging.getLogger("conveyor.worker")
 
@@ -94,6 +94,8 @@ class Worker:
         self._force = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        #: Why the worker stopped itself, raised by :meth:`serve` once it has stopped.
+        self._failure: WorkerStuckError | None = None
         self._signals_handled = False
 
     # --- registration -----------------------------------------------------------------
@@ -147,16 +149,25 @@ class Worker:
         """Run until SIGTERM/SIGINT (a second signal stops at once).
 
         Sync handlers still running in threads after the shutdown (their jobs were handed
-        back) cannot be killed; the process exits without waiting for them.
+        back, or they were abandoned at their timeout) cannot be killed; the process exits
+        without waiting for them, with status 1 if the worker stopped itself because too
+        many were stuck (:class:`WorkerStuckError` is raised instead when none is left).
         """
-        asyncio.run(self.serve(handle_signals=True))
-        stuck = [t for t in threading.enumerate() if t.name.startswith("conveyor-job")]
+        failure: WorkerStuckError | None = None
+        try:
+            asyncio.run(self.serve(handle_signals=True))
+        except WorkerStuckError as exc:
+            failure = exc
+        stuck = _handler_threads_left()
         if stuck:
-            log.warning("exiting with %d handler threads still running", len(stuck))
+            log.warning("exiting with %d handler threads still running%s", stuck,
+                        f" (exit status 1: {failure})" if failure else "")  # fmt: skip
             logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(0)
+            os._exit(1 if failure else 0)
+        if failure is not None:
+            raise failure
 
     def stop(self, *, now: bool = False) -> None:
         """Ask the worker to stop (thread-safe). ``now`` skips the grace period."""
@@ -165,6 +176,13 @@ class Worker:
             self._force.set()
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _fail(self, failure: WorkerStuckError) -> None:
+        """Stop gracefully, then make :meth:`serve` raise ``failure``."""
+        if self._failure is None:
+            self._failure = failure
+            log.error("%s", failure)
+        self.stop()
 
     def _on_signal(self) -> None:
         if self._stop_requested.is_set():
@@ -218,6 +236,8 @@ class Worker:
             self._handle_signals(False)
             if self.client is None:
                 await transport.close()
+        if self._failure is not None:
+            raise self._failure
 
     async def _connect(self) -> tuple[str, AsyncTransport] | None:
         """Reach the server and check it; ``None`` if the worker was stopped meanwhile."""
@@ -314,16 +334,15 @@ class _Session:
         self.transport = transport
         self.held: dict[str, dict[str, str]] = {keys.queue: {} for keys in worker.queues}
         self.slots = Slots(self.options.concurrency)
-        self.pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.options.concurrency, thread_name_prefix="conveyor-job"
-        )
+        self.pool = HandlerThreads(self.options.concurrency, _THREAD_NAME)
         queue_settings = {keys.queue: (keys, worker.queue_options) for keys in worker.queues}
         assert worker._loop is not None
         self.loop = worker._loop
         self.reporter = Reporter(worker._loop, transport, queue_settings)
         self.runner = Runner(
             worker.handlers, self.pool, worker.id, worker.queue_options.timeout,
-            worker.queue_options.max_result_bytes, self.reporter,
+            worker.queue_options.max_result_bytes, self.reporter, self.slots.give,
+            self._on_abandoned,
         )  # fmt: skip
         self.processes = ProcessPool.for_handlers(self.options, worker.handlers.values())
         self.runner.processes = self.processes
@@ -402,14 +421,21 @@ class _Session:
         assert task is not None
         try:
             outcome = await self.runner.run(claim, task)
-            if outcome.straggler is not None:
-                outcome.straggler.add_done_callback(lambda _: self.slots.give())
-            else:
+            if not outcome.slot_freed:  # else given back at its timeout
                 self.slots.give()
             await self._settle(claim, outcome)
         finally:
             # Here rather than in a done callback: one callback less on the loop per job.
             self.tasks.discard(task)
+
+    def _on_abandoned(self, count: int) -> None:
+        limit = self.options.max_abandoned_threads
+        if count > limit:
+            self.worker._fail(WorkerStuckError(
+                f"{count} handler threads are stuck past their timeout (limit {limit}, "
+                "max_abandoned_threads): stopping so that a supervisor restarts the worker; "
+                "run hung code in process handlers, which are killed at their timeout"
+            ))  # fmt: skip
 
     async def _settle(self, claim: Claim, outcome: Outcome) -> None:
         try:
@@ -507,6 +533,7 @@ class _Session:
             "concurrency": self.options.concurrency, "started_at": self.started_at,
             "last_heartbeat": time.time(),
             "jobs_done": self.settler.completed + self.settler.failed,
+            "abandoned_threads": self.pool.abandoned,
         })  # fmt: skip
 
     async def _register(self) -> None:
@@ -595,6 +622,20 @@ class _Session:
         except ServerUnavailable as exc:
             log.warning("could not hand back active jobs (they return when their locks "
                         "expire): %s", exc)  # fmt: skip
+
+
+_THREAD_NAME = "conveyor-job"
+
+
+def _handler_threads_left(wait: float = 0.5) -> int:
+    """Handler threads still running, after idle ones had ``wait`` seconds to end."""
+    deadline = time.monotonic() + wait
+    left = 0
+    for thread in threading.enumerate():
+        if thread.name.startswith(_THREAD_NAME):
+            thread.join(max(0.0, deadline - time.monotonic()))
+            left += thread.is_alive()
+    return left
 
 
 class _StalledError(Exception):
