@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from conveyor import codec
-from conveyor.job import DeadReason, Job, job_from_hash
+from conveyor.job import DeadReason, Job, JobState, job_from_hash
 from conveyor.keys import QueueKeys, partition_for
 from conveyor.ops import Command, JobSpec, Op, Pause, QueueOptions, call, enqueue_many
 
@@ -66,7 +66,8 @@ def list_dead(keys: QueueKeys, where: DeadFilter, cursor: int = 0, limit: int = 
     while position is not None and len(jobs) < limit:
         args = [position, SCAN, limit - len(jobs), 0, *where.args()]
         (reply,) = yield [call("list_dead", keys, *args)]
-        jobs += [job_from_hash(keys.queue, dict(zip(h[::2], h[1::2], strict=True)))
+        jobs += [job_from_hash(keys.queue, dict(zip(h[::2], h[1::2], strict=True)),
+                               state=JobState.DEAD)
                  for h in reply[1:]]  # fmt: skip
         position = None if int(reply[0]) < 0 else int(reply[0])
     return DeadPage(jobs, position)
@@ -261,9 +262,9 @@ def route_outbox(
         return 0
     replies = yield [Command(("HGETALL", keys.job(raw.decode()))) for raw in raw_ids]
     specs: dict[int, list[JobSpec]] = {}
-    for fields in replies:
+    for raw, fields in zip(raw_ids, replies, strict=True):
         if fields:
-            job = job_from_hash(keys.queue, fields)
+            job = job_from_hash(keys.queue, fields, job_id=raw.decode())
             copy_id = f"{keys.queue}.{job.id}.{job.replays}"
             spec = JobSpec("dead_letter", dead_letter_payload(job), id=copy_id)
             specs.setdefault(partition_for(copy_id, len(targets)), []).append(spec)

@@ -11,6 +11,7 @@ RETURNS: the ids that were refused because the worker no longer held their lock
 -- @include retention
 -- @include metrics
 -- @include group_slots
+-- @include fields
 local now = now_ms()
 local refused = {}
 local done = 0
@@ -25,7 +26,7 @@ for i = jobs_start, #ARGV, 4 do
   else
     redis.call('HDEL', job, 'token')
     group_release(held[3])
-    local keep = tonumber(held[2] or keep_age_ms)
+    local keep = held[2] and whole(held[2]) or keep_age_ms
     if keep <= 0 then
       redis.call('DEL', job)
     else

@@ -15,6 +15,7 @@ RETURNS: the job's new state, or false when the worker no longer holds its lock
 -- @include metrics
 -- @include waiting
 -- @include let_go
+-- @include fields
 local now = now_ms()
 local job = job_key .. id
 if not let_go(id, token) then return false end
@@ -32,7 +33,8 @@ if decision == 'retry' then
     redis.call('ZADD', delayed_key, int(now + delay_ms), id)
     redis.call('HSET', job, 'due_ms', now + delay_ms)
   else
-    to_waiting(id, tonumber(redis.call('HGET', job, 'band')) + redis.call('HINCRBY', meta_key, 'seq', 1))
+    local band = whole(redis.call('HGET', job, 'band')) or 0
+    to_waiting(id, band + redis.call('HINCRBY', meta_key, 'seq', 1))
   end
   redis.call('HSET', job, 'state', state)
   emit(events_key, events_maxlen, 'retrying', id, 'state', state, 'delay_ms', delay_ms)

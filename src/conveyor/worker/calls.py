@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor import defaults
+from conveyor.job import JobState
 from conveyor.keys import QueueKeys
 from conveyor.ops import QueueOptions, ScriptCall, call
+from conveyor.stored import STORED_INT_MAX, STORED_TIMEOUT_MS_MAX, StoredFields
 
 #: The job fields a claim carries, in the order include/claim.lua returns them.
 CLAIM_FIELDS = (
     "id", "name", "payload", "attempt", "max_attempts", "timeout_ms", "options",
-    "created_ms", "priority", "stalls", "started_ms", "worker",
+    "created_ms", "priority", "stalls", "started_ms", "worker", "state", "band", "keep_ms",
 )  # fmt: skip
 _STRIDE = len(CLAIM_FIELDS) + 1  # + the lock token
 
@@ -37,22 +39,48 @@ class Claim:
     previous_worker: str
     token: str
     started_ms: int
+    #: The job's options, decoded (``{}`` when it has none or they are malformed).
+    options: dict[str, Any] = field(default_factory=dict)
+    #: What is wrong with the stored job (see :class:`conveyor.stored.StoredFields`): a
+    #: claim with problems is buried as ``invalid_job`` instead of run.
+    problems: tuple[str, ...] = ()
+
+
+def parse_claim(queue: str, now: int, values: Sequence[Any], token: bytes) -> Claim:
+    """One claim from its :data:`CLAIM_FIELDS` values; never raises: a missing or malformed
+    field reads as its default and is named in ``problems``."""
+    f = StoredFields(dict(zip((n.encode() for n in CLAIM_FIELDS), values, strict=True)))
+    timeout_ms = f.integer("timeout_ms", 0, 0, STORED_TIMEOUT_MS_MAX)
+    claim = Claim(
+        queue, _text(values[0]), f.text("name", required=True), f.raw("payload") or b"",
+        f.integer("attempt", 1, 0, required=True), f.integer("max_attempts", 1, 1),
+        timeout_ms / 1000.0 or None, f.raw("options") or b"",
+        f.integer("created_ms", 0, 0, STORED_INT_MAX, required=True),
+        f.integer("priority", 0, defaults.PRIORITY_MIN, defaults.PRIORITY_MAX),
+        f.integer("stalls", 0, 0), f.integer("started_ms", 0, 0), f.text("worker"),
+        _text(token), now, f.options(),
+    )  # fmt: skip
+    f.integer("band", 0, required=True)
+    f.integer("keep_ms", 0)
+    state = f.text("state", required=True)
+    if state and state not in _STATES:
+        f.problem("state", f"{state!r} is not a state")
+    claim.problems = tuple(f.problems)
+    return claim
+
+
+_STATES = frozenset(state.value for state in JobState)
+
+
+def _text(raw: Any) -> str:
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
 
 def _claims(queue: str, now: int, flat: Sequence[Any]) -> list[Claim]:
-    fields = iter(flat)
     return [
-        Claim(
-            queue, job_id.decode(), name.decode(), payload, int(attempt or 0),
-            int(max_attempts or 1), int(timeout_ms or 0) / 1000.0 or None, options,
-            int(created_ms or 0), int(priority or 0), int(stalls or 0), int(started_ms or 0),
-            worker.decode(), token.decode(), now,
-        )
-        for (
-            job_id, name, payload, attempt, max_attempts, timeout_ms, options, created_ms,
-            priority, stalls, started_ms, worker, token,
-        ) in zip(*[fields] * _STRIDE, strict=True)
-    ]  # fmt: skip
+        parse_claim(queue, now, flat[at : at + _STRIDE - 1], flat[at + _STRIDE - 1])
+        for at in range(0, len(flat) - _STRIDE + 1, _STRIDE)
+    ]
 
 
 @dataclass(frozen=True)

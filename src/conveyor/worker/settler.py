@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from conveyor import codec
 from conveyor.errors import PayloadError, ServerUnavailable
 from conveyor.job import Attempt, AttemptCause
 from conveyor.keys import QueueKeys
@@ -138,8 +137,9 @@ class Settler:
     def decision(self, claim: Claim, outcome: Outcome) -> Decision:
         """Retry or bury: the pure rules of :mod:`conveyor.retry`, with this job's settings."""
         handler = self.handlers.get(claim.name)
-        stored = codec.decode(claim.raw_options).get("backoff") if claim.raw_options else None
-        backoff = backoff_from_json(stored) or (handler.backoff if handler else None)
+        backoff = backoff_from_json(claim.options.get("backoff")) or (
+            handler.backoff if handler else None
+        )
         permanent = (handler.permanent if handler else ()) + (PayloadError,)
         failure = Failure(
             attempt=claim.attempt, max_attempts=claim.max_attempts,

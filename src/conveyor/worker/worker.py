@@ -37,7 +37,7 @@ from conveyor.worker.locks import LockKeeper
 from conveyor.worker.options import WorkerOptions
 from conveyor.worker.processes import ProcessPool
 from conveyor.worker.reporter import Reporter
-from conveyor.worker.runner import Outcome, Runner
+from conveyor.worker.runner import Outcome, Runner, invalid_job
 from conveyor.worker.settler import Settler
 from conveyor.worker.slots import Slots
 
@@ -443,7 +443,9 @@ class _Session:
         (reply,) = await self.transport.execute([call])
         for claim in calls.parse_recovered(keys.queue, reply):
             log.warning("job %s stalled on worker %s", claim.id, claim.previous_worker)
-            stalled = Outcome(False, cause=AttemptCause.STALLED, error=_StalledError(claim))
+            stalled = invalid_job(claim) or Outcome(
+                False, cause=AttemptCause.STALLED, error=_StalledError(claim)
+            )
             await self.settler.fail(claim, stalled)
 
     def _describe(self) -> bytes:

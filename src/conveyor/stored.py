@@ -1,0 +1,115 @@
+"""Reads a job's stored fields defensively: a bad field becomes its default and a problem.
+
+Anything may be in storage: a field written by an old version, by a producer with direct
+access, by an import or by a bug. Readers show such a job with its problems named, and a
+worker buries it as ``invalid_job``; neither ever raises on what it reads. The rules of
+what a well-formed field is live here, once, for both.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from conveyor import defaults
+
+#: The largest integer a stored whole-number field may hold (Lua numbers are doubles).
+STORED_INT_MAX = 2**53
+#: How long a stored timeout may be, in milliseconds.
+STORED_TIMEOUT_MS_MAX = round(defaults.MAX_SECONDS * 1000)
+
+# Canonical integers only, as the server's HINCRBY reads them (no sign on 0, no leading
+# zeros, no spaces, no "1.5" or "1e3"); 16 digits at most, which a Lua double holds exactly.
+# include/fields.lua applies the same rule.
+_INTEGER = re.compile(rb"0|-?[1-9][0-9]{0,15}")
+_json = msgspec.json.Decoder()
+
+
+def _shown(raw: bytes) -> str:
+    return repr(raw[:40]) + ("..." if len(raw) > 40 else "")
+
+
+class StoredFields:
+    """The fields of one stored job hash, read with :meth:`integer`, :meth:`text`, ...;
+    every field that is missing (where required) or malformed is named in :attr:`problems`."""
+
+    def __init__(self, fields: dict[bytes, bytes]) -> None:
+        self.fields = fields
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> bytes | None:
+        return self.fields.get(name.encode())
+
+    def problem(self, name: str, what: str) -> None:
+        self.problems.append(f"{name}: {what}")
+
+    def integer(
+        self, name: str, default: int, low: int = -STORED_INT_MAX, high: int = STORED_INT_MAX,
+        *, required: bool = False,
+    ) -> int:  # fmt: skip
+        """A whole number within ``low..high``; ``default`` when absent (a problem if
+        ``required``) or malformed."""
+        raw = self.raw(name)
+        if not raw:
+            if required:
+                self.problem(name, "missing")
+            return default
+        if _INTEGER.fullmatch(raw) is None:
+            self.problem(name, f"{_shown(raw)} is not an integer")
+            return default
+        value = int(raw)
+        if not low <= value <= high:
+            self.problem(name, f"{value} is outside {low}..{high}")
+            return default
+        return value
+
+    def millis(self, name: str) -> float | None:
+        """A time stored in milliseconds, as seconds; ``None`` when absent or malformed."""
+        value = self.integer(name, -1, 0, STORED_INT_MAX)
+        return None if value <= 0 else value / 1000.0
+
+    def text(self, name: str, default: str = "", *, required: bool = False) -> str:
+        """A UTF-8 string; ``default`` when absent (a problem if ``required``) or not UTF-8."""
+        raw = self.raw(name)
+        if not raw:
+            if required:
+                self.problem(name, "missing")
+            return default
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            self.problem(name, f"{_shown(raw)} is not UTF-8")
+            return raw.decode(errors="replace")
+
+    def json(self, name: str, default: Any = None) -> Any:
+        """A JSON value; ``default`` when absent or not JSON."""
+        raw = self.raw(name)
+        if not raw:
+            return default
+        try:
+            return _json.decode(raw)
+        except msgspec.DecodeError:
+            self.problem(name, f"{_shown(raw)} is not JSON")
+            return default
+
+    def options(self) -> dict[str, Any]:
+        """The job's options: a JSON object whose ``backoff``, if any, is a known policy."""
+        from conveyor.retry import backoff_from_json  # retry imports job, which imports us
+
+        value = self.json("options", {})
+        if not isinstance(value, dict):
+            self.problem("options", f"{_shown(self.raw('options') or b'')} is not a JSON object")
+            return {}
+        try:
+            backoff_from_json(value.get("backoff"))
+        except (msgspec.ValidationError, TypeError, ValueError) as exc:
+            self.problem("options", f"its backoff is not valid: {exc}")
+            return {}
+        return value
+
+
+def describe(problems: list[str] | tuple[str, ...]) -> str:
+    """The problems of a stored job, in one line."""
+    return "; ".join(problems)

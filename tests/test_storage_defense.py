@@ -1,0 +1,111 @@
+"""A worker and the readers defend themselves against whatever is in storage.
+
+A job hash with a missing or malformed field (written by an old version, a producer with
+direct access, an import, a bug) is buried as ``invalid_job`` with the field named, every
+other job keeps flowing, and readers show the job instead of raising.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+import redis
+
+import conveyor
+from conveyor import DeadReason, JobContext, JobState
+from conveyor.keys import QueueKeys
+from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, wait_for
+
+#: (field, stored value or None to delete it): one per family of field.
+CORRUPTIONS = [
+    ("priority", b"1.5"),
+    ("priority", b"5000"),
+    ("attempt", b"x"),
+    ("max_attempts", b"2.5"),
+    ("max_attempts", b"0"),
+    ("timeout_ms", b"abc"),
+    ("timeout_ms", b"-5"),
+    ("created_ms", b"1e12"),
+    ("stalls", b"nan"),
+    ("options", b"{not json"),
+    ("options", b'{"backoff": {"type": "nope"}}'),
+    ("band", b"x"),
+    ("keep_ms", b"soon"),
+    ("name", None),
+    ("state", None),
+]
+
+
+def _corrupt(url: str, queue: str, job_id: str, field: str, value: bytes | None) -> None:
+    raw = redis.Redis.from_url(url)
+    key = QueueKeys(queue).job(job_id)
+    if value is None:
+        raw.hdel(key, field)
+    else:
+        raw.hset(key, field, value)
+    raw.close()
+
+
+def _worker(queue: conveyor.Queue, url: str, done: list[Any], **options: Any) -> conveyor.Worker:
+    worker = conveyor.Worker(
+        queue.name, url=url, options=dataclasses.replace(WORKER_TEST_OPTIONS, **options)
+    )
+
+    @worker.handler
+    async def ok(ctx: JobContext, payload: int) -> int:
+        done.append(payload)
+        return payload
+
+    return worker
+
+
+async def _dead(queue: conveyor.Queue, job_id: str) -> conveyor.Job | None:
+    job = await queue.get_job(job_id)
+    return job if job is not None and job.state is JobState.DEAD else None
+
+
+@pytest.mark.parametrize(("field", "value"), CORRUPTIONS, ids=lambda v: repr(v))
+async def test_a_corrupted_job_is_buried_as_invalid_and_the_others_flow(
+    queue: conveyor.Queue, server_url: str, field: str, value: bytes | None
+) -> None:
+    await queue.enqueue_many([("ok", n) for n in range(50)])
+    bad = await queue.enqueue("ok", -1, backoff=conveyor.Immediate())
+    await queue.enqueue_many([("ok", n) for n in range(50, 100)])
+    _corrupt(server_url, queue.name, bad.id, field, value)
+    done: list[Any] = []
+    async with RunningWorker(_worker(queue, server_url, done)):
+        await wait_for(lambda: len(done) >= 100)
+        dead = await wait_for(lambda: _dead(queue, bad.id))
+    assert sorted(done) == list(range(100))
+    assert dead.dead_reason is DeadReason.INVALID_JOB
+    assert dead.error is not None and dead.error.type == "InvalidJobError"
+    assert f"{field}:" in dead.error.message
+    assert dead.history[-1].cause is conveyor.AttemptCause.INVALID_JOB
+    assert (await queue.counts()).completed == 100
+
+
+@pytest.mark.parametrize(("field", "value"), [("stalls", b"x"), ("priority", b"1.5"),
+                                              ("attempt", b"2.5")])  # fmt: skip
+async def test_stall_recovery_buries_a_corrupted_stalled_job(
+    queue: conveyor.Queue, server_url: str, field: str, value: bytes
+) -> None:
+    keys = QueueKeys(queue.name)
+    stalled = await queue.enqueue("ok", -1)
+    also = await queue.enqueue("ok", -2)
+    raw = redis.Redis.from_url(server_url)
+    for job in (stalled, also):  # as if a worker took them and died
+        raw.zrem(keys.key("waiting"), job.id)
+        raw.zadd(keys.key("active"), {job.id: 1})
+        raw.hset(keys.job(job.id), mapping={"state": "active", "token": "gone.1",
+                                            "attempt": 1, "worker": "gone"})  # fmt: skip
+    raw.close()
+    _corrupt(server_url, queue.name, stalled.id, field, value)
+    done: list[Any] = []
+    async with RunningWorker(_worker(queue, server_url, done)):
+        dead = await wait_for(lambda: _dead(queue, stalled.id))
+        await queue.enqueue("ok", 7)
+        await wait_for(lambda: 7 in done and -2 in done)
+    assert dead.dead_reason is DeadReason.INVALID_JOB
+    assert dead.error is not None and f"{field}:" in dead.error.message
