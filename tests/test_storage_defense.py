@@ -109,3 +109,93 @@ async def test_stall_recovery_buries_a_corrupted_stalled_job(
         await wait_for(lambda: 7 in done and -2 in done)
     assert dead.dead_reason is DeadReason.INVALID_JOB
     assert dead.error is not None and f"{field}:" in dead.error.message
+
+
+# --- readers ------------------------------------------------------------------------------
+
+CORRUPT_FIELDS = {"priority": b"1.5", "created_ms": b"yesterday", "options": b"{oops",
+                  "history": b"not a record\n", "reason": b"gremlins"}  # fmt: skip
+
+
+@pytest.fixture
+def corrupted(sync_queue: conveyor.SyncQueue, server_url: str) -> tuple[str, str]:
+    """A waiting job whose stored hash is malformed (and lacks its state), beside a good one."""
+    sync_queue.enqueue("ok", 1)
+    bad = sync_queue.enqueue("ok", 2)
+    raw = redis.Redis.from_url(server_url)
+    raw.hset(QueueKeys(sync_queue.name).job(bad.id), mapping=CORRUPT_FIELDS)
+    raw.hdel(QueueKeys(sync_queue.name).job(bad.id), "state")
+    raw.close()
+    return sync_queue.name, bad.id
+
+
+def _check(job: conveyor.Job) -> None:
+    assert (job.priority, job.created_at, job.options, job.history) == (0, 0.0, {}, ())
+    assert job.state is JobState.WAITING and job.dead_reason is None
+    assert {problem.split(":")[0] for problem in job.problems} == {*CORRUPT_FIELDS, "state"}
+    assert job.payload == 2
+
+
+def test_readers_show_a_corrupted_job_with_its_problems(
+    sync_queue: conveyor.SyncQueue, corrupted: tuple[str, str]
+) -> None:
+    _, bad_id = corrupted
+    job = sync_queue.get_job(bad_id)
+    assert job is not None and job.id == bad_id
+    _check(job)
+    listed = sync_queue.list_jobs(JobState.WAITING)
+    assert len(listed) == 2
+    _check(next(j for j in listed if j.id == bad_id))
+    good = next(j for j in listed if j.id != bad_id)
+    assert good.problems == ()
+
+
+def test_the_cli_shows_a_corrupted_job(corrupted: tuple[str, str]) -> None:
+    from conveyor.cli import main
+    from tests.cli_runner import invoke, invoke_json
+
+    name, bad_id = corrupted
+    listed = invoke(main, "jobs", name)
+    assert listed.exit_code == 0, listed.output
+    assert bad_id in listed.output and "malformed: " in listed.output
+    assert "priority: b'1.5' is not an integer" in listed.output
+    as_json = invoke_json(main, "jobs", name, "--state", "waiting")
+    assert any(item["id"] == bad_id and item["problems"] for item in as_json)
+    shown = invoke(main, "job", name, bad_id)
+    assert shown.exit_code == 0, shown.output
+    assert "malformed" in shown.output and "created_ms" in shown.output
+    status = invoke_json(main, "status", name)
+    assert status["queues"][0]["waiting"] == 2
+
+
+def test_the_dashboard_and_the_exporter_show_a_corrupted_job(
+    corrupted: tuple[str, str], server_url: str
+) -> None:
+    from starlette.testclient import TestClient
+
+    from conveyor.connection import sync_client
+    from conveyor.dashboard import create_app
+    from conveyor.prometheus import QueueCollector
+    from conveyor.transport import SyncTransport
+
+    name, bad_id = corrupted
+    app = create_app(server_url, queues=[name])
+    with TestClient(app, base_url="http://127.0.0.1", client=("127.0.0.1", 50000)) as client:
+        page = client.get(f"/queues/{name}/jobs/{bad_id}")
+        assert page.status_code == 200
+        assert "Malformed" in page.text
+        assert "priority: b&#39;1.5&#39; is not an integer" in page.text
+        rows = client.get(f"/queues/{name}/rows", params={"state": "waiting"})
+        assert rows.status_code == 200 and bad_id in rows.text
+        assert client.get(f"/queues/{name}").status_code == 200
+    raw = redis.Redis.from_url(server_url)  # the oldest waiting job's age is read from it
+    for job_id in raw.zrange(QueueKeys(name).key("waiting"), 0, -1):
+        raw.hset(QueueKeys(name).job(job_id.decode()), "created_ms", b"1.5e12")
+    raw.close()
+    transport = SyncTransport(sync_client(server_url), server_url)
+    try:
+        families = {f.name: f for f in QueueCollector(transport, [name]).collect()}
+    finally:
+        transport.close()
+    waiting = [s for s in families["conveyor_jobs"].samples if s.labels["state"] == "waiting"]
+    assert waiting[0].value == 2

@@ -16,6 +16,7 @@ import msgspec
 from conveyor import codec
 from conveyor.keys import QueueKeys
 from conveyor.ops import Call, Command, Counts, Op, call, parse_counts
+from conveyor.stored import whole
 
 #: Upper bounds (ms) of the processing-time buckets; the last bucket is unbounded.
 DURATION_BOUNDS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000,
@@ -135,8 +136,9 @@ def queue_metrics(keys: QueueKeys, window: float = 3600.0) -> Op[QueueMetrics]:
     )
 
 
-def _age(now: float, created_ms: Any) -> float | None:
-    return max(0.0, now - int(created_ms) / 1000) if created_ms else None
+def _age(now: float, stored_ms: Any) -> float | None:
+    ms = whole(stored_ms)  # a malformed stored time shows as no age, never an error
+    return max(0.0, now - ms / 1000) if ms else None
 
 
 def _minutes(

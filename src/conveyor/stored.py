@@ -27,6 +27,11 @@ _INTEGER = re.compile(rb"0|-?[1-9][0-9]{0,15}")
 _json = msgspec.json.Decoder()
 
 
+def whole(raw: bytes | None) -> int | None:
+    """A stored whole number, or ``None`` when it is missing or malformed."""
+    return int(raw) if raw and _INTEGER.fullmatch(raw) else None
+
+
 def _shown(raw: bytes) -> str:
     return repr(raw[:40]) + ("..." if len(raw) > 40 else "")
 
