@@ -7,6 +7,7 @@ other job keeps flowing, and readers show the job instead of raising.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Any
 
@@ -199,3 +200,76 @@ def test_the_dashboard_and_the_exporter_show_a_corrupted_job(
         transport.close()
     waiting = [s for s in families["conveyor_jobs"].samples if s.labels["state"] == "waiting"]
     assert waiting[0].value == 2
+
+
+# --- background tasks ---------------------------------------------------------------------
+
+
+async def test_a_background_task_that_fails_once_is_logged_and_restarted(
+    queue: conveyor.Queue, server_url: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    from conveyor.worker import calls
+
+    real = calls.fetch
+    failures = [RuntimeError("injected fault")]
+
+    def fetch_failing_once(*args: Any, **kwargs: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(calls, "fetch", fetch_failing_once)
+    done: list[Any] = []
+    async with RunningWorker(_worker(queue, server_url, done)):
+        await queue.enqueue_many([("ok", n) for n in range(5)])
+        await wait_for(lambda: len(done) == 5)
+    (record,) = [r for r in caplog.records if "failed; restarting it" in r.getMessage()]
+    assert f"fetcher of {queue.name}" in record.getMessage()
+    assert record.exc_info is not None and "injected fault" in str(record.exc_info[1])
+
+
+@pytest.mark.parametrize("target", [
+    "conveyor.worker.fetcher.Fetcher._fetch",
+    "conveyor.worker.worker._Session._recover_stalled",
+    "conveyor.schedules.fire_due",
+    "conveyor.worker.locks.LockKeeper._renew_until_stopped",
+])  # fmt: skip
+async def test_a_background_task_that_keeps_failing_stops_the_worker(
+    queue: conveyor.Queue, server_url: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, target: str,
+) -> None:  # fmt: skip
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(target, broken)
+    worker = _worker(queue, server_url, [], task_restarts=1)
+    with pytest.raises(conveyor.WorkerFailedError, match="injected fault"):
+        await asyncio.wait_for(worker.serve(), 60)
+    assert any(r.levelname == "CRITICAL" and r.exc_info for r in caplog.records)
+    # Not heartbeating: it unregistered, and no one counts it as alive.
+    assert (await queue.counts()).workers == 0
+
+
+async def test_the_lock_keeper_stops_the_worker_after_failing_renewals(
+    queue: conveyor.Queue, server_url: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    from conveyor.worker.locks import LockKeeper
+
+    real = LockKeeper.renew_once
+    calls_made: list[int] = []
+
+    def renew_failing_after_start(self: LockKeeper) -> None:
+        calls_made.append(1)
+        if len(calls_made) > 1:  # the first is the registration, before the thread starts
+            raise RuntimeError("injected renewal fault")
+        real(self)
+
+    monkeypatch.setattr(LockKeeper, "renew_once", renew_failing_after_start)
+    worker = _worker(queue, server_url, [], task_restarts=2)
+    with pytest.raises(conveyor.WorkerFailedError, match="lock renewal kept failing"):
+        await asyncio.wait_for(worker.serve(), 60)
+    failed = [r for r in caplog.records if "lock renewal failed" in r.getMessage()]
+    assert len(failed) == 3 and all(r.exc_info for r in failed)
+    assert (await queue.counts()).workers == 0

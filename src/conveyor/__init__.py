@@ -18,6 +18,7 @@ from conveyor.errors import (
     RetryLater,
     ServerUnavailable,
     UnsafeServerError,
+    WorkerFailedError,
 )
 from conveyor.events import Event
 from conveyor.job import Attempt, AttemptCause, DeadReason, Durability, ErrorInfo, Job, JobState
@@ -77,6 +78,7 @@ __all__ = [
     "SyncQueue",
     "UnsafeServerError",
     "Worker",
+    "WorkerFailedError",
     "WorkerInfo",
     "WorkerOptions",
     "__version__",

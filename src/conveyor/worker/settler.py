@@ -94,6 +94,10 @@ class Settler:
             except ServerUnavailable as exc:
                 log.warning("could not acknowledge %d jobs, retrying: %s", len(done), exc)
                 await asyncio.sleep(self.retry_pause())
+            except Exception:  # never a flusher that dies silently with the batches after
+                log.exception("could not acknowledge %d jobs (they run again when their "
+                              "locks expire)", len(done))  # fmt: skip
+                return
         self.completed += len(done) - len(refused)
         for job_id in refused:
             log.warning("job %s finished after its lock was lost; it was not acknowledged",

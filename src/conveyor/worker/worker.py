@@ -15,14 +15,14 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 import redis.asyncio
 
 from conveyor import connection, defaults, dlq_ops, ops, partitions, schedules
-from conveyor.errors import RateLimited, ServerUnavailable, UnsafeServerError
+from conveyor.errors import RateLimited, ServerUnavailable, UnsafeServerError, WorkerFailedError
 from conveyor.health import server_safety
 from conveyor.job import AttemptCause, Job
 from conveyor.keys import QueueKeys
@@ -93,6 +93,8 @@ class Worker:
         self._force = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        #: Why the worker stopped on its own (a background task kept failing), if it did.
+        self._failure: WorkerFailedError | None = None
 
     # --- registration -----------------------------------------------------------------
 
@@ -164,6 +166,13 @@ class Worker:
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
+    def _failed(self, why: str) -> None:
+        """Stop the worker (thread-safe) because a background task kept failing:
+        :meth:`serve` then raises :class:`WorkerFailedError`."""
+        if self._failure is None:
+            self._failure = WorkerFailedError(f"worker {self.id} stopped: {why}")
+        self.stop()
+
     def _on_signal(self) -> None:
         if self._stop_requested.is_set():
             log.warning("second signal: stopping now, handing back active jobs")
@@ -185,7 +194,7 @@ class Worker:
         try:
             while True:
                 await _Session(self, url, transport).run(self._wake)
-                if not self._relayout:
+                if not self._relayout or self._failure is not None:
                     break
                 # A queue was partitioned after the session started: serve its partitions.
                 self._relayout = False
@@ -198,6 +207,8 @@ class Worker:
                     self._loop.remove_signal_handler(sig)
             if self.client is None:
                 await transport.close()
+        if self._failure is not None:
+            raise self._failure
 
     async def _connect(self) -> tuple[str, AsyncTransport]:
         if self.client is not None:
@@ -281,7 +292,7 @@ class _Session:
         )  # fmt: skip
         self.locks = LockKeeper(url, worker.queues, self.held, worker.id, self.options,
                                 self._on_lost_threadsafe, self._describe,
-                                self._on_cancel_threadsafe)  # fmt: skip
+                                self._on_cancel_threadsafe, worker._failed)  # fmt: skip
         self.started_at = time.time()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
@@ -348,7 +359,15 @@ class _Session:
         task = asyncio.current_task()
         assert task is not None
         try:
-            outcome = await self.runner.run(claim, task)
+            try:
+                outcome = await self.runner.run(claim, task)
+            except Exception:  # a bug, not the job's fault: never a silently lost slot
+                log.exception("could not run job %s; it runs again when its lock expires",
+                              claim.id)  # fmt: skip
+                self.slots.give()
+                if self.held[claim.queue].get(claim.id) == claim.token:
+                    del self.held[claim.queue][claim.id]
+                return
             if outcome.straggler is not None:
                 outcome.straggler.add_done_callback(lambda _: self.slots.give())
             else:
@@ -426,6 +445,32 @@ class _Session:
             worker._wake.set()
         return True
 
+    async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a background loop until the worker stops. If it fails, log it with its
+        traceback and restart it after a backoff; after ``task_restarts`` failures in a row
+        (a loop that ran :data:`~conveyor.defaults.TASK_HEALTHY_AFTER` seconds starts the
+        count over), stop the worker: it must never heartbeat without working."""
+        failures = 0
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                await loop()
+                return
+            except Exception as exc:
+                if time.monotonic() - started >= defaults.TASK_HEALTHY_AFTER:
+                    failures = 0
+                failures += 1
+                if failures > self.options.task_restarts:
+                    log.critical("the %s failed %d times in a row; stopping the worker",
+                                 name, failures, exc_info=True)  # fmt: skip
+                    self.worker._failed(f"its {name} kept failing: {type(exc).__name__}: {exc}")
+                    return
+                pause = min(defaults.TASK_RESTART_PAUSE_MAX,
+                            defaults.TASK_RESTART_PAUSE * 2 ** (failures - 1))  # fmt: skip
+                log.error("the %s failed; restarting it in %.0fs", name, pause, exc_info=True)
+            if await self._stopped_within(pause):
+                return
+
     async def _stopped_within(self, seconds: float) -> bool:
         """Wait up to ``seconds``; True as soon as the worker is stopping."""
         try:
@@ -446,7 +491,12 @@ class _Session:
             stalled = invalid_job(claim) or Outcome(
                 False, cause=AttemptCause.STALLED, error=_StalledError(claim)
             )
-            await self.settler.fail(claim, stalled)
+            try:
+                await self.settler.fail(claim, stalled)
+            except ServerUnavailable:
+                raise
+            except Exception:  # one job that cannot be settled must not stop the others
+                log.exception("could not settle stalled job %s", claim.id)
 
     def _describe(self) -> bytes:
         """The worker's self-description, refreshed with every heartbeat."""
@@ -479,9 +529,9 @@ class _Session:
                     self._recovered, self.in_flight)
             for keys in self.worker.queues
         ]  # fmt: skip
-        background = [asyncio.create_task(f.run()) for f in fetchers]
-        background.append(asyncio.create_task(self._maintain()))
-        background.append(asyncio.create_task(self._fire_schedules()))
+        loops = [(f"fetcher of {f.keys.queue}", f.run) for f in fetchers]
+        loops += [("stall recovery", self._maintain), ("schedule firer", self._fire_schedules)]
+        background = [asyncio.create_task(self._supervised(*loop)) for loop in loops]
         log.info(
             "worker %s serving %s (concurrency %d)",
             self.worker.id,
