@@ -273,3 +273,34 @@ async def test_the_lock_keeper_stops_the_worker_after_failing_renewals(
     failed = [r for r in caplog.records if "lock renewal failed" in r.getMessage()]
     assert len(failed) == 3 and all(r.exc_info for r in failed)
     assert (await queue.counts()).workers == 0
+
+
+# --- log messages -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("outcome", ["complete", "fail", "renew"])
+async def test_a_job_whose_record_vanished_is_reported_missing_not_as_a_lost_lock(
+    queue: conveyor.Queue, server_url: str, caplog: pytest.LogCaptureFixture, outcome: str
+) -> None:
+    worker = conveyor.Worker(queue.name, url=server_url, options=WORKER_TEST_OPTIONS)
+    started, finish = asyncio.Event(), asyncio.Event()
+
+    @worker.handler
+    async def hold(ctx: JobContext, payload: None) -> None:
+        started.set()
+        await finish.wait()
+        if outcome == "fail":
+            raise RuntimeError("too late")
+
+    async with RunningWorker(worker):
+        job = await queue.enqueue("hold", None)
+        await asyncio.wait_for(started.wait(), 30)
+        raw = redis.Redis.from_url(server_url)  # as a server restart without its data would
+        raw.delete(QueueKeys(queue.name).job(job.id))
+        raw.close()
+        if outcome == "renew":  # the lock keeper notices first
+            await wait_for(lambda: "no longer exists" in caplog.text)
+        finish.set()
+        await wait_for(lambda: "no longer exists" in caplog.text)
+    assert f"job {job.id} no longer exists on the server (its data was lost" in caplog.text
+    assert "lock was lost" not in caplog.text and "lost the lock" not in caplog.text

@@ -31,7 +31,7 @@ class LockKeeper(threading.Thread):
         held: dict[str, dict[str, str]],
         worker_id: str,
         options: WorkerOptions,
-        on_lost: Callable[[str, list[tuple[str, str]]], None],
+        on_lost: Callable[[str, list[tuple[str, str, bool]]], None],
         describe: Callable[[], bytes],
         on_cancel: Callable[[str, list[str]], None],
         on_failed: Callable[[str], None] = lambda why: None,
@@ -68,12 +68,14 @@ class LockKeeper(threading.Thread):
                 )
             )
         replies = self._transport.execute(batch)
-        for keys, held, (lost, cancel) in zip(self.keys, snapshots, replies, strict=True):
+        for keys, held, (lost, cancel, missing) in zip(self.keys, snapshots, replies, strict=True):
             if cancel:
                 self.on_cancel(keys.queue, [raw.decode() for raw in cancel])
             if lost:
-                # With the token renewed, so a report about an older attempt is ignored.
-                self.on_lost(keys.queue, [(raw.decode(), held[raw.decode()]) for raw in lost])
+                # With the token renewed, so a report about an older attempt is ignored; and
+                # whether the job's record is gone.
+                self.on_lost(keys.queue, [(raw.decode(), held[raw.decode()], raw in missing)
+                                          for raw in lost])  # fmt: skip
 
     def run(self) -> None:
         try:

@@ -28,6 +28,12 @@ from conveyor.worker.runner import Outcome
 
 log = logging.getLogger("conveyor.worker")
 
+#: The start of the message for a job whose record vanished under its lock (``%s``: the id).
+MISSING = (
+    "job %s no longer exists on the server (its data was lost, e.g. by a restart without "
+    "persistence, or the queue was obliterated)"
+)
+
 #: held[queue][job id] = lock token, for every job this worker holds a lock on.
 Held = dict[str, dict[str, str]]
 
@@ -89,7 +95,9 @@ class Settler:
                 del held[job_id]
         while True:
             try:
-                (refused,) = await self.transport.execute([calls.complete(keys, options, done)])
+                ((refused, missing),) = await self.transport.execute(
+                    [calls.complete(keys, options, done)]
+                )
                 break
             except ServerUnavailable as exc:
                 log.warning("could not acknowledge %d jobs, retrying: %s", len(done), exc)
@@ -100,8 +108,11 @@ class Settler:
                 return
         self.completed += len(done) - len(refused)
         for job_id in refused:
-            log.warning("job %s finished after its lock was lost; it was not acknowledged",
-                        job_id.decode())  # fmt: skip
+            if job_id in missing:
+                log.warning(MISSING + "; its completion was not recorded", job_id.decode())
+            else:
+                log.warning("job %s finished after its lock was lost; it was not acknowledged",
+                            job_id.decode())  # fmt: skip
 
     async def rate_limited(self, claim: Claim, seconds: float) -> None:
         """Throttle the whole queue and hand this job back without spending an attempt."""
@@ -135,7 +146,9 @@ class Settler:
                 log.warning("could not record the cancellation of job %s, retrying: %s",
                             claim.id, exc)  # fmt: skip
                 await asyncio.sleep(self.retry_pause())
-        if not recorded:
+        if recorded == -1:
+            log.warning(MISSING + "; its cancellation was not recorded", claim.id)
+        elif not recorded:
             log.warning("job %s was cancelled after its lock was lost; not recorded", claim.id)
 
     def decision(self, claim: Claim, outcome: Outcome) -> Decision:
@@ -183,7 +196,9 @@ class Settler:
                 log.warning("could not record the failure of job %s, retrying: %s", claim.id, exc)
                 await asyncio.sleep(self.retry_pause())
         self.failed += 1
-        if state is None:
+        if state == b"missing":
+            log.warning(MISSING + "; its failed attempt was not recorded", claim.id)
+        elif state is None:
             log.warning("job %s failed after its lock was lost; not recorded", claim.id)
         elif state == b"dead":
             log.error("job %s (%s) is dead: %s", claim.id, claim.name, reason)

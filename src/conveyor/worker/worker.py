@@ -29,7 +29,7 @@ from conveyor.keys import QueueKeys
 from conveyor.ops import Command, QueueOptions
 from conveyor.retry import Backoff, BackoffFunction
 from conveyor.transport import AsyncTransport
-from conveyor.worker import calls
+from conveyor.worker import calls, settler
 from conveyor.worker.calls import Claim
 from conveyor.worker.fetcher import Fetcher, InFlight
 from conveyor.worker.handlers import Handler, HandlerFunction, check_process_handler, make_handler
@@ -307,7 +307,7 @@ class _Session:
         """The server answers again: the next outage starts its backoff from the bottom."""
         self._outage_pause = 0.1
 
-    def _on_lost_threadsafe(self, queue: str, lost: list[tuple[str, str]]) -> None:
+    def _on_lost_threadsafe(self, queue: str, lost: list[tuple[str, str, bool]]) -> None:
         loop = self.worker._loop
         assert loop is not None
         loop.call_soon_threadsafe(self._on_lost, queue, lost)
@@ -322,14 +322,17 @@ class _Session:
             if self.runner.cancel(queue, job_id):
                 log.info("job %s was cancelled; stopping it", job_id)
 
-    def _on_lost(self, queue: str, lost: list[tuple[str, str]]) -> None:
+    def _on_lost(self, queue: str, lost: list[tuple[str, str, bool]]) -> None:
         held = self.held[queue]
-        for job_id, token in lost:
+        for job_id, token, missing in lost:
             # Only if this worker still holds that very attempt: the job may have been
             # settled (and even fetched again) since the renewal was sent.
             if held.get(job_id) == token:
                 del held[job_id]
-                log.warning("lost the lock of job %s; another worker may run it", job_id)
+                if missing:
+                    log.warning(settler.MISSING, job_id)
+                else:
+                    log.warning("lost the lock of job %s; another worker may run it", job_id)
 
     async def _on_dead(self, claim: Claim) -> None:
         hook = self.worker.on_dead
