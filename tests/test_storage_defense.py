@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -304,3 +305,78 @@ async def test_a_job_whose_record_vanished_is_reported_missing_not_as_a_lost_loc
         await wait_for(lambda: "no longer exists" in caplog.text)
     assert f"job {job.id} no longer exists on the server (its data was lost" in caplog.text
     assert "lock was lost" not in caplog.text and "lost the lock" not in caplog.text
+
+
+def test_text_log_lines_escape_control_characters() -> None:
+    import logging
+
+    from conveyor.worker.log_context import JobLogFilter, JsonFormatter, TextFormatter
+
+    evil = "x\n2026-01-01 INFO forged \x1b[2J"
+    record = logging.LogRecord(
+        "conveyor.worker", logging.WARNING, __file__, 1, "job %s stalled", (evil,), None
+    )
+    record.job_id, record.job_name = "id\r\nline", "name\u2028"
+    JobLogFilter().filter(record)
+    line = TextFormatter().format(record)
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line
+    assert "job x\\n2026-01-01 INFO forged \\x1b[2J stalled" in line
+    assert "[name\\u2028 id\\r\\nline #0]" in line
+    entry = json.loads(JsonFormatter().format(record))  # JSON escapes on its own
+    assert entry["job_id"] == "id\r\nline" and "\n" not in JsonFormatter().format(record)
+
+
+async def test_a_worker_logs_a_job_id_with_a_newline_on_one_line(
+    queue: conveyor.Queue, server_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from conveyor.worker.log_context import JobLogFilter, TextFormatter
+
+    keys = QueueKeys(queue.name)
+    job = await queue.enqueue("fail", None, attempts=1)
+    evil = "x\n2026-01-01 00:00:00 INFO conveyor.worker forged"
+    raw = redis.Redis.from_url(server_url)  # stored by something that checked nothing
+    score = raw.zscore(keys.key("waiting"), job.id)
+    raw.rename(keys.job(job.id), keys.job(evil))
+    raw.hset(keys.job(evil), "id", evil)
+    raw.zrem(keys.key("waiting"), job.id)
+    raw.zadd(keys.key("waiting"), {evil: score or 0})
+    raw.close()
+    worker = conveyor.Worker(queue.name, url=server_url, options=WORKER_TEST_OPTIONS)
+
+    @worker.handler
+    async def fail(ctx: JobContext, payload: None) -> None:
+        raise ValueError("no\nway")
+
+    async with RunningWorker(worker):
+        await wait_for(lambda: _dead(queue, evil))
+    formatter = TextFormatter()
+    dead = [r for r in caplog.records if "is dead" in r.getMessage()]
+    assert all(JobLogFilter().filter(r) for r in dead)
+    assert dead and all("\n" not in formatter.format(r) for r in dead)
+    assert "x\\n2026-01-01 00:00:00 INFO conveyor.worker forged" in formatter.format(dead[0])
+
+
+async def test_failure_and_dead_log_lines_carry_the_error_type_and_message(
+    queue: conveyor.Queue, server_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from conveyor.worker.log_context import JobLogFilter, JsonFormatter, TextFormatter
+
+    caplog.set_level("INFO", "conveyor.worker")
+    worker = conveyor.Worker(queue.name, url=server_url, options=WORKER_TEST_OPTIONS)
+
+    @worker.handler
+    async def flaky(ctx: JobContext, payload: None) -> None:
+        raise ValueError("bad input 42")
+
+    job = await queue.enqueue("flaky", None, attempts=2, backoff=conveyor.Immediate())
+    async with RunningWorker(worker):
+        await wait_for(lambda: _dead(queue, job.id))
+    retried = next(r for r in caplog.records if "retrying" in r.getMessage())
+    dead = next(r for r in caplog.records if "is dead" in r.getMessage())
+    for record in (retried, dead):
+        JobLogFilter().filter(record)
+        assert "ValueError: bad input 42" in TextFormatter().format(record)
+        entry = json.loads(JsonFormatter().format(record))
+        assert (entry["error_type"], entry["error_message"]) == ("ValueError", "bad input 42")
+        assert "ValueError: bad input 42" in entry["message"]
+    assert "attempts_exhausted" in dead.getMessage()

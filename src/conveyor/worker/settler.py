@@ -196,13 +196,17 @@ class Settler:
                 log.warning("could not record the failure of job %s, retrying: %s", claim.id, exc)
                 await asyncio.sleep(self.retry_pause())
         self.failed += 1
+        error = record.error
+        extra = {"error_type": error.type, "error_message": error.message}
         if state == b"missing":
             log.warning(MISSING + "; its failed attempt was not recorded", claim.id)
         elif state is None:
             log.warning("job %s failed after its lock was lost; not recorded", claim.id)
         elif state == b"dead":
-            log.error("job %s (%s) is dead: %s", claim.id, claim.name, reason)
+            log.error("job %s (%s) is dead (%s) after attempt %d: %s: %s", claim.id, claim.name,
+                      reason, claim.attempt, error.type, error.message, extra=extra)  # fmt: skip
             await self.on_dead(claim)
         else:
-            log.info("job %s (%s) failed attempt %d (%s), retrying in %.1fs", claim.id,
-                     claim.name, claim.attempt, record.cause.value, decision.delay)  # fmt: skip
+            log.info("job %s (%s) failed attempt %d (%s: %s: %s), retrying in %.1fs", claim.id,
+                     claim.name, claim.attempt, record.cause.value, error.type, error.message,
+                     decision.delay, extra=extra)  # fmt: skip
