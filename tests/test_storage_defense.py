@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import conveyor
 from conveyor import DeadReason, JobContext, JobState
@@ -380,3 +382,60 @@ async def test_failure_and_dead_log_lines_carry_the_error_type_and_message(
         assert (entry["error_type"], entry["error_message"]) == ("ValueError", "bad input 42")
         assert "ValueError: bad input 42" in entry["message"]
     assert "attempts_exhausted" in dead.getMessage()
+
+
+# --- the parsers, property-based (no server) ----------------------------------------------
+
+_TRICKY = [b"", b"0", b"-0", b"007", b"1.5", b"1e3", b"nan", b"inf", b" 1", b"1 ", b"+1",
+           b"0x10", b"99999999999999999", b"-1", b"\xff\xfe", b"{}", b"[]", b"null",
+           b'{"backoff": {"type": "fixed"}}', b'{"backoff": 3}', "٣".encode()]  # fmt: skip
+_field_values = st.one_of(st.none(), st.sampled_from(_TRICKY), st.binary(max_size=24))
+
+
+def _good_claim_values() -> dict[str, bytes]:
+    return {"id": b"j1", "name": b"ok", "payload": b"1", "attempt": b"1",
+            "max_attempts": b"3", "timeout_ms": b"0", "options": b"{}",
+            "created_ms": b"1700000000000", "priority": b"0", "stalls": b"0",
+            "started_ms": b"", "worker": b"", "state": b"waiting", "band": b"2199023255552",
+            "keep_ms": b""}  # fmt: skip
+
+
+def test_a_well_formed_claim_has_no_problems() -> None:
+    from conveyor.worker.calls import CLAIM_FIELDS, parse_claim
+
+    values = _good_claim_values()
+    claim = parse_claim("q", 5, [values[name] for name in CLAIM_FIELDS], b"t.1")
+    assert claim.problems == () and (claim.id, claim.attempt, claim.token) == ("j1", 1, "t.1")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(_good_claim_values())), _field_values))
+def test_the_claim_parser_never_raises(changes: dict[str, bytes | None]) -> None:
+    from conveyor.defaults import PRIORITY_MAX, PRIORITY_MIN
+    from conveyor.worker.calls import CLAIM_FIELDS, parse_claim
+
+    values: dict[str, bytes | None] = {**_good_claim_values(), **changes}
+    claim = parse_claim("q", 5, [values[name] or b"" for name in CLAIM_FIELDS], b"t.1")
+    named = {problem.split(":")[0] for problem in claim.problems}
+    assert named <= set(CLAIM_FIELDS)
+    assert PRIORITY_MIN <= claim.priority <= PRIORITY_MAX
+    assert claim.max_attempts >= 1 and claim.attempt >= 0 and claim.stalls >= 0
+    assert isinstance(claim.options, dict)
+    if not claim.problems:  # a claim without problems is one a worker can run and settle
+        assert claim.name and values["state"] and values["band"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from([*_good_claim_values(), "due_ms", "finished_ms",
+                                        "history", "error", "reason", "replays", "group",
+                                        "result", "progress", "logs"]),
+                       _field_values))  # fmt: skip
+def test_job_from_hash_never_raises(changes: dict[str, bytes | None]) -> None:
+    from conveyor.job import job_from_hash
+
+    fields = {**_good_claim_values(), **changes}
+    stored = {name.encode(): value for name, value in fields.items() if value is not None}
+    job = job_from_hash("q", stored)
+    assert isinstance(job.state, JobState) and isinstance(job.options, dict)
+    if fields == _good_claim_values():
+        assert job.problems == ()
