@@ -90,6 +90,20 @@ async def test_a_corrupted_job_is_buried_as_invalid_and_the_others_flow(
     assert (await queue.counts()).completed == 100
 
 
+async def test_a_delayed_job_with_a_malformed_band_is_promoted_then_buried(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    bad = await queue.enqueue("ok", -1, delay=0.2)
+    good = await queue.enqueue("ok", 1, delay=0.2)
+    _corrupt(server_url, queue.name, bad.id, "band", b"nan")
+    done: list[Any] = []
+    async with RunningWorker(_worker(queue, server_url, done)):
+        dead = await wait_for(lambda: _dead(queue, bad.id))
+        await wait_for(lambda: done == [1])
+    assert dead.dead_reason is DeadReason.INVALID_JOB and "band:" in dead.error.message
+    assert (await queue.get_job(good.id)).state is JobState.COMPLETED  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(("field", "value"), [("stalls", b"x"), ("priority", b"1.5"),
                                               ("attempt", b"2.5")])  # fmt: skip
 async def test_stall_recovery_buries_a_corrupted_stalled_job(
