@@ -35,6 +35,7 @@ CORRUPTIONS = [
     ("stalls", b"nan"),
     ("options", b"{not json"),
     ("options", b'{"backoff": {"type": "nope"}}'),
+    ("options", b'{"backoff": {"type": "fixed", "seconds": -1}}'),
     ("band", b"x"),
     ("keep_ms", b"soon"),
     ("name", None),

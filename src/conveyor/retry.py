@@ -49,7 +49,10 @@ class Exponential(msgspec.Struct, frozen=True, tag="exponential"):
     jitter: float = 0.5
 
     def delay(self, attempt: int) -> float:
-        raw = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        try:
+            raw = min(self.cap, self.base * self.factor ** max(0, attempt - 1))
+        except OverflowError:  # a huge factor or attempt: the cap, not an unsettled job
+            raw = self.cap
         if not self.jitter:
             return raw
         return raw * (1.0 - self.jitter * random.random())

@@ -108,9 +108,13 @@ class StoredFields:
             self.problem("options", f"{_shown(self.raw('options') or b'')} is not a JSON object")
             return {}
         try:
-            backoff_from_json(value.get("backoff"))
+            policy = backoff_from_json(value.get("backoff"))
         except (msgspec.ValidationError, TypeError, ValueError) as exc:
             self.problem("options", f"its backoff is not valid: {exc}")
+            return {}
+        numbers = msgspec.structs.astuple(policy) if policy is not None else ()
+        if not all(0 <= number <= defaults.MAX_SECONDS for number in numbers):  # NaN too
+            self.problem("options", f"its backoff has a value out of range: {policy!r}")
             return {}
         return value
 
