@@ -269,6 +269,24 @@ async def test_a_background_task_that_keeps_failing_stops_the_worker(
     assert (await queue.counts()).workers == 0
 
 
+def test_run_raises_worker_failed_error_for_the_cli_to_report(
+    sync_queue: conveyor.SyncQueue, server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.worker.fetcher import Fetcher
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(Fetcher, "_fetch", broken)
+    worker = conveyor.Worker(
+        sync_queue.name, url=server_url,
+        options=dataclasses.replace(WORKER_TEST_OPTIONS, task_restarts=0),
+    )  # fmt: skip
+    with pytest.raises(conveyor.WorkerFailedError, match=r"fetcher of .* kept failing"):
+        worker.run()
+    assert issubclass(conveyor.WorkerFailedError, conveyor.ConveyorError)  # CLI: one line, 1
+
+
 async def test_the_lock_keeper_stops_the_worker_after_failing_renewals(
     queue: conveyor.Queue, server_url: str, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,

@@ -147,16 +147,25 @@ class Worker:
         """Run until SIGTERM/SIGINT (a second signal stops at once).
 
         Sync handlers still running in threads after the shutdown (their jobs were handed
-        back) cannot be killed; the process exits without waiting for them.
+        back) cannot be killed; the process exits without waiting for them (with status 1
+        if the worker stopped on an error, such as :class:`WorkerFailedError`).
         """
-        asyncio.run(self.serve(handle_signals=True))
-        stuck = [t for t in threading.enumerate() if t.name.startswith("conveyor-job")]
-        if stuck:
-            log.warning("exiting with %d handler threads still running", len(stuck))
-            logging.shutdown()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
+        error: BaseException | None = None
+        try:
+            asyncio.run(self.serve(handle_signals=True))
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            stuck = [t for t in threading.enumerate() if t.name.startswith("conveyor-job")]
+            if stuck:
+                log.warning("exiting with %d handler threads still running", len(stuck))
+                if error is not None:
+                    log.error("the worker stopped: %s", error)
+                logging.shutdown()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(0 if error is None else 1)
 
     def stop(self, *, now: bool = False) -> None:
         """Ask the worker to stop (thread-safe). ``now`` skips the grace period."""
