@@ -472,3 +472,24 @@ def test_job_from_hash_never_raises(changes: dict[str, bytes | None]) -> None:
     assert isinstance(job.state, JobState) and isinstance(job.options, dict)
     if fields == _good_claim_values():
         assert job.problems == ()
+
+
+def test_lua_and_python_agree_on_what_a_stored_whole_number_is(server_url: str) -> None:
+    from pathlib import Path
+
+    import conveyor.lua as lua_module
+    from conveyor.stored import whole
+
+    source = (Path(lua_module.__file__).parent / "lua" / "include" / "fields.lua").read_text()
+    script = source + "\nlocal n = whole(ARGV[1])\nif n then return string.format('%.0f', n) end"
+    values = [*_TRICKY, b"1", b"-7", b"1234567890123456", b"12345678901234567",
+              b"-1234567890123456", b"9007199254740992", b"9007199254740993", b"1\n",
+              b"\x001"]  # fmt: skip
+    raw = redis.Redis.from_url(server_url)
+    try:
+        for value in values:
+            lua = raw.eval(script, 0, value)
+            python = whole(value)
+            assert (int(lua) if lua is not None else None) == python, value
+    finally:
+        raw.close()

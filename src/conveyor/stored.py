@@ -21,15 +21,18 @@ STORED_INT_MAX = 2**53
 STORED_TIMEOUT_MS_MAX = round(defaults.MAX_SECONDS * 1000)
 
 # Canonical integers only, as the server's HINCRBY reads them (no sign on 0, no leading
-# zeros, no spaces, no "1.5" or "1e3"); 16 digits at most, which a Lua double holds exactly.
-# include/fields.lua applies the same rule.
+# zeros, no spaces, no "1.5" or "1e3"), within STORED_INT_MAX either way, which a Lua
+# double holds exactly. include/fields.lua applies the same rule.
 _INTEGER = re.compile(rb"0|-?[1-9][0-9]{0,15}")
 _json = msgspec.json.Decoder()
 
 
 def whole(raw: bytes | None) -> int | None:
     """A stored whole number, or ``None`` when it is missing or malformed."""
-    return int(raw) if raw and _INTEGER.fullmatch(raw) else None
+    if not raw or _INTEGER.fullmatch(raw) is None:
+        return None
+    value = int(raw)
+    return value if -STORED_INT_MAX <= value <= STORED_INT_MAX else None
 
 
 def _shown(raw: bytes) -> str:
@@ -61,10 +64,10 @@ class StoredFields:
             if required:
                 self.problem(name, "missing")
             return default
-        if _INTEGER.fullmatch(raw) is None:
+        value = whole(raw)
+        if value is None:
             self.problem(name, f"{_shown(raw)} is not an integer")
             return default
-        value = int(raw)
         if not low <= value <= high:
             self.problem(name, f"{value} is outside {low}..{high}")
             return default
