@@ -445,10 +445,12 @@ def test_a_well_formed_claim_has_no_problems() -> None:
 @given(st.dictionaries(st.sampled_from(sorted(_good_claim_values())), _field_values))
 def test_the_claim_parser_never_raises(changes: dict[str, bytes | None]) -> None:
     from conveyor.defaults import PRIORITY_MAX, PRIORITY_MIN
-    from conveyor.worker.calls import CLAIM_FIELDS, parse_claim
+    from conveyor.worker.calls import CLAIM_FIELDS, _parse_claim_slowly, parse_claim
 
     values: dict[str, bytes | None] = {**_good_claim_values(), **changes}
-    claim = parse_claim("q", 5, [values[name] or b"" for name in CLAIM_FIELDS], b"t.1")
+    row = [values[name] or b"" for name in CLAIM_FIELDS]
+    claim = parse_claim("q", 5, row, b"t.1")
+    assert claim == _parse_claim_slowly("q", 5, row, b"t.1")  # the quick path agrees
     named = {problem.split(":")[0] for problem in claim.problems}
     assert named <= set(CLAIM_FIELDS)
     assert PRIORITY_MIN <= claim.priority <= PRIORITY_MAX

@@ -24,15 +24,30 @@ STORED_TIMEOUT_MS_MAX = round(defaults.MAX_SECONDS * 1000)
 # zeros, no spaces, no "1.5" or "1e3"), within STORED_INT_MAX either way, which a Lua
 # double holds exactly. include/fields.lua applies the same rule.
 _INTEGER = re.compile(rb"0|-?[1-9][0-9]{0,15}")
+# The common case, checked in one go: values joined by "|", each empty or a canonical
+# non-negative whole number (their size is for the caller to check).
+_PLAIN = re.compile(rb"(?:(?:0|[1-9][0-9]{0,15})?\|)*(?:0|[1-9][0-9]{0,15})?")
 _json = msgspec.json.Decoder()
 
 
 def whole(raw: bytes | None) -> int | None:
     """A stored whole number, or ``None`` when it is missing or malformed."""
-    if not raw or _INTEGER.fullmatch(raw) is None:
+    if not raw:
+        return None
+    if raw.isdigit():  # the common case, quickly: ASCII digits only (bytes.isdigit)
+        if len(raw) > 16 or (raw[0] == 48 and len(raw) > 1):  # 48: b"0"; no leading zeros
+            return None
+    elif _INTEGER.fullmatch(raw) is None:
         return None
     value = int(raw)
     return value if -STORED_INT_MAX <= value <= STORED_INT_MAX else None
+
+
+def plain(*values: bytes) -> bool:
+    """Whether every value is empty or a canonical non-negative whole number of at most 16
+    digits: a quick check for the hot path, which reads anything else with
+    :class:`StoredFields` (then every problem is named)."""
+    return _PLAIN.fullmatch(b"|".join(values)) is not None
 
 
 def _shown(raw: bytes) -> str:
@@ -104,6 +119,8 @@ class StoredFields:
 
     def options(self) -> dict[str, Any]:
         """The job's options: a JSON object whose ``backoff``, if any, is a known policy."""
+        if not self.raw("options"):
+            return {}
         from conveyor.retry import backoff_from_json  # retry imports job, which imports us
 
         value = self.json("options", {})

@@ -10,7 +10,7 @@ from conveyor import defaults
 from conveyor.job import JobState
 from conveyor.keys import QueueKeys
 from conveyor.ops import QueueOptions, ScriptCall, call
-from conveyor.stored import STORED_INT_MAX, STORED_TIMEOUT_MS_MAX, StoredFields
+from conveyor.stored import STORED_INT_MAX, STORED_TIMEOUT_MS_MAX, StoredFields, plain
 
 #: The job fields a claim carries, in the order include/claim.lua returns them.
 CLAIM_FIELDS = (
@@ -49,7 +49,34 @@ class Claim:
 def parse_claim(queue: str, now: int, values: Sequence[Any], token: bytes) -> Claim:
     """One claim from its :data:`CLAIM_FIELDS` values; never raises: a missing or malformed
     field reads as its default and is named in ``problems``."""
-    f = StoredFields(dict(zip((n.encode() for n in CLAIM_FIELDS), values, strict=True)))
+    (job_id, name, payload, attempt, max_attempts, timeout_ms, options, created_ms, priority,
+     stalls, started_ms, worker, state, band, keep_ms) = values  # fmt: skip
+    max_attempts, timeout_ms, priority = max_attempts or b"1", timeout_ms or b"0", priority or b"0"
+    stalls, started_ms = stalls or b"0", started_ms or b"0"
+    # The common case first, quickly (a claim is parsed per job run): anything unusual is
+    # read again field by field below, so that every problem is named.
+    if (
+        name and attempt and created_ms and band and state in _STATES and not options
+        and plain(attempt, max_attempts, timeout_ms, created_ms, priority, stalls,
+                  started_ms, band, keep_ms)
+    ):  # fmt: skip
+        tries, most, ms = int(attempt), int(max_attempts), int(timeout_ms)
+        created, rank = int(created_ms), int(priority)
+        if (
+            most >= 1 and ms <= STORED_TIMEOUT_MS_MAX and rank <= _PRIORITY_MAX
+            and max(tries, most, created, int(band), int(stalls), int(started_ms)) <= _INT_MAX
+            and name.isascii()
+        ):  # fmt: skip
+            return Claim(
+                queue, job_id.decode(errors="replace"), name.decode(), payload, tries, most,
+                ms / 1000.0 or None, b"", created, rank, int(stalls), int(started_ms),
+                worker.decode(errors="replace"), token.decode(errors="replace"), now,
+            )  # fmt: skip
+    return _parse_claim_slowly(queue, now, values, token)
+
+
+def _parse_claim_slowly(queue: str, now: int, values: Sequence[Any], token: bytes) -> Claim:
+    f = StoredFields(dict(zip(_FIELD_KEYS, values, strict=True)))
     timeout_ms = f.integer("timeout_ms", 0, 0, STORED_TIMEOUT_MS_MAX)
     claim = Claim(
         queue, _text(values[0]), f.text("name", required=True), f.raw("payload") or b"",
@@ -57,19 +84,21 @@ def parse_claim(queue: str, now: int, values: Sequence[Any], token: bytes) -> Cl
         timeout_ms / 1000.0 or None, f.raw("options") or b"",
         f.integer("created_ms", 0, 0, STORED_INT_MAX, required=True),
         f.integer("priority", 0, defaults.PRIORITY_MIN, defaults.PRIORITY_MAX),
-        f.integer("stalls", 0, 0), f.integer("started_ms", 0, 0), f.text("worker"),
+        f.integer("stalls", 0, 0), f.integer("started_ms", 0, 0), _text(values[11]),
         _text(token), now, f.options(),
     )  # fmt: skip
     f.integer("band", 0, required=True)
     f.integer("keep_ms", 0)
     state = f.text("state", required=True)
-    if state and state not in _STATES:
+    if state and state.encode() not in _STATES:
         f.problem("state", f"{state!r} is not a state")
     claim.problems = tuple(f.problems)
     return claim
 
 
-_STATES = frozenset(state.value for state in JobState)
+_STATES = frozenset(state.value.encode() for state in JobState)
+_FIELD_KEYS = tuple(name.encode() for name in CLAIM_FIELDS)
+_PRIORITY_MAX, _INT_MAX = defaults.PRIORITY_MAX, STORED_INT_MAX
 
 
 def _text(raw: Any) -> str:
@@ -77,9 +106,10 @@ def _text(raw: Any) -> str:
 
 
 def _claims(queue: str, now: int, flat: Sequence[Any]) -> list[Claim]:
+    values = iter(flat)
     return [
-        parse_claim(queue, now, flat[at : at + _STRIDE - 1], flat[at + _STRIDE - 1])
-        for at in range(0, len(flat) - _STRIDE + 1, _STRIDE)
+        parse_claim(queue, now, claim[:-1], claim[-1])
+        for claim in zip(*[values] * _STRIDE, strict=True)
     ]
 
 
