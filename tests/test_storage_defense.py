@@ -210,6 +210,8 @@ def test_the_dashboard_and_the_exporter_show_a_corrupted_job(
     raw = redis.Redis.from_url(server_url)  # the oldest waiting job's age is read from it
     for job_id in raw.zrange(QueueKeys(name).key("waiting"), 0, -1):
         raw.hset(QueueKeys(name).job(job_id.decode()), "created_ms", b"1.5e12")
+    raw.hset(QueueKeys(name).key("worker_info"), "ghost", b"{not json")  # a live worker's
+    raw.zadd(QueueKeys(name).key("workers"), {"ghost": 2**50})
     raw.close()
     transport = SyncTransport(sync_client(server_url), server_url)
     try:
@@ -218,6 +220,10 @@ def test_the_dashboard_and_the_exporter_show_a_corrupted_job(
         transport.close()
     waiting = [s for s in families["conveyor_jobs"].samples if s.labels["state"] == "waiting"]
     assert waiting[0].value == 2
+    from conveyor.cli import main
+    from tests.cli_runner import invoke_json
+
+    assert invoke_json(main, "status", name)["queues"][0]["waiting"] == 2
 
 
 # --- background tasks ---------------------------------------------------------------------
@@ -250,7 +256,6 @@ async def test_a_background_task_that_fails_once_is_logged_and_restarted(
 @pytest.mark.parametrize("target", [
     "conveyor.worker.fetcher.Fetcher._fetch",
     "conveyor.worker.worker._Session._recover_stalled",
-    "conveyor.schedules.fire_due",
     "conveyor.worker.locks.LockKeeper._renew_until_stopped",
 ])  # fmt: skip
 async def test_a_background_task_that_keeps_failing_stops_the_worker(
@@ -285,6 +290,28 @@ def test_run_raises_worker_failed_error_for_the_cli_to_report(
     with pytest.raises(conveyor.WorkerFailedError, match=r"fetcher of .* kept failing"):
         worker.run()
     assert issubclass(conveyor.WorkerFailedError, conveyor.ConveyorError)  # CLI: one line, 1
+
+
+async def test_schedules_that_cannot_fire_are_logged_and_jobs_keep_flowing(
+    queue: conveyor.Queue, server_url: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    from conveyor import schedules
+
+    tried: list[int] = []
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        tried.append(1)
+        raise ValueError("a malformed stored schedule")
+
+    monkeypatch.setattr(schedules, "fire_due", broken)
+    done: list[Any] = []
+    worker = _worker(queue, server_url, done, schedule_check_interval=0.05, task_restarts=0)
+    async with RunningWorker(worker):
+        await queue.enqueue_many([("ok", n) for n in range(5)])
+        await wait_for(lambda: len(done) == 5 and len(tried) >= 3)
+    logged = [r for r in caplog.records if "could not fire its schedules" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is not None  # once a minute, traceback
 
 
 async def test_the_lock_keeper_stops_the_worker_after_failing_renewals(

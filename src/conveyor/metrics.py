@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from conveyor import codec
+from conveyor.errors import PayloadError
 from conveyor.keys import QueueKeys
 from conveyor.ops import Call, Command, Counts, Op, call, parse_counts
 from conveyor.stored import whole
@@ -118,9 +119,9 @@ def queue_metrics(keys: QueueKeys, window: float = 3600.0) -> Op[QueueMetrics]:
     stats, buckets = _minutes(minutes, per_minute)
     live = {raw.decode() for raw in alive}
     workers = [
-        msgspec.convert(codec.decode(blob), WorkerInfo)
+        worker
         for worker_id, blob in info.items()
-        if worker_id.decode() in live
+        if worker_id.decode(errors="replace") in live and (worker := _worker_info(blob))
     ]
     return QueueMetrics(
         queue=keys.queue,
@@ -134,6 +135,14 @@ def queue_metrics(keys: QueueKeys, window: float = 3600.0) -> Op[QueueMetrics]:
         oldest_dead_age=_age(now, heads[1]) if oldest_dead else None,
         workers=sorted(workers, key=lambda info_: info_.id),
     )
+
+
+def _worker_info(blob: bytes) -> WorkerInfo | None:
+    """A worker's stored self-description; ``None`` (the worker not shown) if malformed."""
+    try:
+        return msgspec.convert(codec.decode(blob), WorkerInfo)
+    except (PayloadError, msgspec.ValidationError):
+        return None
 
 
 def _age(now: float, stored_ms: Any) -> float | None:

@@ -426,7 +426,12 @@ class _Session:
             pause = interval
 
     async def _fire_schedules(self) -> None:
-        """Every schedule check interval: make the jobs of the schedule ticks that are due."""
+        """Every schedule check interval: make the jobs of the schedule ticks that are due.
+
+        A queue whose schedules cannot be fired (a malformed stored schedule) is logged,
+        with the traceback, at most once a minute, and tried again: it never stops the
+        worker's jobs, nor the schedules of its other queues."""
+        reported: dict[str, float] = {}
         while not await self._stopped_within(self.options.schedule_check_interval):
             for keys in self.worker.queues:
                 try:
@@ -435,6 +440,12 @@ class _Session:
                     )
                 except ServerUnavailable:
                     continue  # the fetchers report outages
+                except Exception:
+                    if time.monotonic() - reported.get(keys.queue, -60.0) >= 60.0:
+                        reported[keys.queue] = time.monotonic()
+                        log.exception("queue %s: could not fire its schedules (tried again "
+                                      "every check; logged once a minute)", keys.queue)  # fmt: skip
+                    continue
                 if made:
                     log.info("queue %s: %d scheduled jobs enqueued", keys.queue, made)
 
