@@ -522,3 +522,18 @@ def test_lua_and_python_agree_on_what_a_stored_whole_number_is(server_url: str) 
             assert (int(lua) if lua is not None else None) == python, value
     finally:
         raw.close()
+
+
+async def test_operator_commands_on_a_job_with_a_malformed_band_do_not_fail(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    job = await queue.enqueue("ok", 1)
+    later = await queue.enqueue("ok", 2, delay=60)
+    for one in (job, later):
+        _corrupt(server_url, queue.name, one.id, "band", b"x")
+    assert await queue.set_priority(job.id, 5)  # mends the band
+    mended = await queue.get_job(job.id)
+    assert mended is not None and mended.problems == () and mended.priority == 5
+    assert await queue.reschedule(later.id, 0)
+    moved = await queue.get_job(later.id)
+    assert moved is not None and moved.state is JobState.WAITING
