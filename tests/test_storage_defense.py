@@ -89,6 +89,8 @@ async def test_a_corrupted_job_is_buried_as_invalid_and_the_others_flow(
     assert f"{field}:" in dead.error.message
     assert dead.history[-1].cause is conveyor.AttemptCause.INVALID_JOB
     assert (await queue.counts()).completed == 100
+    completed = await queue.list_jobs(JobState.COMPLETED, limit=100)
+    assert len(completed) == 100 and not any(job.problems for job in completed)
 
 
 async def test_a_delayed_job_with_a_malformed_band_is_promoted_then_buried(
