@@ -316,6 +316,30 @@ async def test_schedules_that_cannot_fire_are_logged_and_jobs_keep_flowing(
     assert len(logged) == 1 and logged[0].exc_info is not None  # once a minute, traceback
 
 
+def test_conveyor_worker_exits_1_with_one_line_when_a_task_keeps_failing(
+    queue_name: str, server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conveyor.cli import main
+    from conveyor.worker.fetcher import Fetcher
+    from tests.cli_runner import invoke
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(Fetcher, "_fetch", broken)
+    monkeypatch.setattr(conveyor.defaults, "TASK_RESTART_PAUSE", 0.001)  # 8 restarts, quickly
+    result = invoke(main, "worker", "tests.cli_app:handlers", "-q", queue_name, "--url",
+                    server_url)  # fmt: skip
+    assert result.exit_code == 1, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: worker ")
+    assert last.endswith("kept failing: RuntimeError: injected fault")
+    assert result.stderr.count("failed; restarting it") == conveyor.defaults.TASK_RESTARTS
+    assert "Traceback" in result.stderr  # each failure is logged with its traceback
+    with conveyor.SyncQueue(queue_name, url=server_url) as registered:
+        registered.obliterate(force=True)
+
+
 async def test_the_lock_keeper_stops_the_worker_after_failing_renewals(
     queue: conveyor.Queue, server_url: str, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
