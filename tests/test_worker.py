@@ -390,11 +390,12 @@ def test_fetch_counts_the_attempt_and_complete_checks_the_lock_token(
         (claim,) = calls.parse_fetch(sync_queue.name, reply).claims
         assert (claim.id, claim.attempt, claim.token) == (job.id, 1, "w1.0.1")
         forged = (job.id, "w9.0.1", b"1", 0)
-        assert transport.execute([calls.complete(keys, options, [forged])]) == [[job.id.encode()]]
+        refused = [[[job.id.encode()], []]]  # (refused: the lock is not held, of which missing)
+        assert transport.execute([calls.complete(keys, options, [forged])]) == refused
         assert sync_queue.get_job(job.id).state is JobState.ACTIVE  # type: ignore[union-attr]
         done = (job.id, claim.token, b"2", 0)
-        assert transport.execute([calls.complete(keys, options, [done])]) == [[]]
-        assert transport.execute([calls.complete(keys, options, [done])]) == [[job.id.encode()]]
+        assert transport.execute([calls.complete(keys, options, [done])]) == [[[], []]]
+        assert transport.execute([calls.complete(keys, options, [done])]) == refused
         stored = sync_queue.get_job(job.id)
         assert stored is not None and stored.state is JobState.COMPLETED and stored.result == 2
         assert stored.attempt == 1

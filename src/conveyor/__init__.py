@@ -19,6 +19,7 @@ from conveyor.errors import (
     RetryLater,
     ServerUnavailable,
     UnsafeServerError,
+    WorkerFailedError,
     WorkerStuckError,
 )
 from conveyor.events import Event
@@ -80,6 +81,7 @@ __all__ = [
     "SyncQueue",
     "UnsafeServerError",
     "Worker",
+    "WorkerFailedError",
     "WorkerInfo",
     "WorkerOptions",
     "WorkerStuckError",

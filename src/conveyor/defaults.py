@@ -62,6 +62,12 @@ SHUTDOWN_GRACE = 30.0
 HEARTBEAT_TTL = 30.0
 RECONNECT_BACKOFF_MAX = 5.0
 MAX_ABANDONED_THREADS = 10  # threads hung past their timeout before a worker stops itself
+# A background task that fails is logged and restarted after 1 s, 2 s, 4 s, ... (at most
+# TASK_RESTART_PAUSE_MAX); after TASK_RESTARTS failures in a row the worker stops.
+TASK_RESTARTS = 8
+TASK_RESTART_PAUSE = 1.0
+TASK_RESTART_PAUSE_MAX = 30.0
+TASK_HEALTHY_AFTER = 60.0  # a task that ran this long before failing starts its count over
 
 # Connections
 CONNECT_TIMEOUT = 2.0

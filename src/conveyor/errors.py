@@ -94,6 +94,11 @@ class EmbeddedServerError(ConveyorError):
     """The embedded Valkey server could not be started, found or stopped."""
 
 
+class WorkerFailedError(ConveyorError):
+    """A background task of a worker (a fetcher, stall recovery, the lock keeper, ...) kept
+    failing, so the worker stopped rather than heartbeat without working (the CLI exits 1)."""
+
+
 class PermanentError(ConveyorError):
     """Raise from a handler to send the job to the dead-letter queue at once, without retries."""
 
@@ -106,6 +111,6 @@ class RetryLater(ConveyorError):
         self.delay = delay
 
 
-class WorkerStuckError(ConveyorError):
+class WorkerStuckError(WorkerFailedError):
     """The worker stopped itself: more handler threads hung past their timeout than
     ``WorkerOptions.max_abandoned_threads`` allows (a supervisor should restart it)."""

@@ -429,7 +429,7 @@ def enqueue_many(
         stored_jobs = yield [Command(("HGETALL", keys.job(job_id))) for job_id in existing]
         by_id = {job_id: fields for job_id, fields in zip(existing, stored_jobs, strict=True)}
         jobs_out = [
-            job_from_hash(queue, fields) if (fields := by_id.get(job.id)) else job
+            job_from_hash(queue, fields, job_id=job.id) if (fields := by_id.get(job.id)) else job
             for job in jobs_out
         ]
     return jobs_out
@@ -461,7 +461,7 @@ def _durability(reply: Any, durable: Durable) -> Durability:
 def get_job(keys: QueueKeys, job_id: str) -> Op[Job | None]:
     """Read one job, or ``None`` if it does not exist."""
     (fields,) = yield [Command(("HGETALL", keys.job(job_id)))]
-    return job_from_hash(keys.queue, fields) if fields else None
+    return job_from_hash(keys.queue, fields, job_id=job_id) if fields else None
 
 
 class Counts(msgspec.Struct, frozen=True):
@@ -498,7 +498,7 @@ def list_jobs(keys: QueueKeys, state: JobState, offset: int = 0, limit: int = 50
     if limit < 1 or offset < 0:
         raise ValueError("offset must be >= 0 and limit >= 1")
     (reply,) = yield [call("list_jobs", keys, JobState(state).value, offset, limit)]
-    return [job_from_hash(keys.queue, _pairs(flat)) for flat in reply]
+    return [job_from_hash(keys.queue, _pairs(flat), state=JobState(state)) for flat in reply]
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:

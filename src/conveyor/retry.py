@@ -127,6 +127,8 @@ def decide(
     job: Any = None,
 ) -> Decision:
     """Decide whether a failed attempt is retried (and after how long) or goes dead."""
+    if failure.cause is AttemptCause.INVALID_JOB:
+        return Decision(False, reason=DeadReason.INVALID_JOB)
     if failure.cause is AttemptCause.INVALID_PAYLOAD:
         return Decision(False, reason=DeadReason.INVALID_PAYLOAD)
     if failure.cause is AttemptCause.UNKNOWN_JOB:

@@ -5,7 +5,8 @@ KEYS: active workers worker_info job
 ARGV: #lock_ttl_ms worker_id #heartbeat_ttl_ms info ...jobs
   info: the worker's JSON self-description (stored in worker_info);
   jobs: 2 values per job: id token
-RETURNS: {ids whose lock the worker no longer holds, ids whose cancellation was requested}
+RETURNS: {ids whose lock the worker no longer holds, ids whose cancellation was requested,
+  ids of those no longer held whose record is gone (the server lost its data)}
 ]]
 -- @include time
 local now = now_ms()
@@ -18,6 +19,7 @@ if #gone > 0 then
 end
 local lost = {}
 local cancel = {}
+local missing = {}
 for i = jobs_start, #ARGV, 2 do
   local id = ARGV[i]
   local held = redis.call('HMGET', job_key .. id, 'token', 'cancel_requested')
@@ -26,6 +28,7 @@ for i = jobs_start, #ARGV, 2 do
     if held[2] then cancel[#cancel + 1] = id end
   else
     lost[#lost + 1] = id
+    if redis.call('EXISTS', job_key .. id) == 0 then missing[#missing + 1] = id end
   end
 end
-return {lost, cancel}
+return {lost, cancel, missing}

@@ -7,7 +7,8 @@ ARGV: #events_maxlen #dead_keep_count #dead_keep_age_ms id token decision #delay
   last_error: JSON of the last error; route: 1 to list the job in dead_outbox when it dies
   (the queue names a dead-letter queue that the worker copies it to). The failed attempt
   (and a death) is counted in the per-minute metrics.
-RETURNS: the job's new state, or false when the worker no longer holds its lock
+RETURNS: the job's new state, or false when the worker no longer holds its lock ('missing'
+  when the job's record is gone: the server lost its data)
 ]]
 -- @include time
 -- @include events
@@ -15,9 +16,12 @@ RETURNS: the job's new state, or false when the worker no longer holds its lock
 -- @include metrics
 -- @include waiting
 -- @include let_go
+-- @include fields
 local now = now_ms()
 local job = job_key .. id
-if not let_go(id, token) then return false end
+if not let_go(id, token) then
+  return redis.call('EXISTS', job) == 0 and 'missing' or false
+end
 local history = redis.call('HGET', job, 'history') or ''
 redis.call('HSET', job, 'history', history .. attempt_record .. '\n', 'error', last_error,
   'failed_ms', now)
@@ -32,7 +36,8 @@ if decision == 'retry' then
     redis.call('ZADD', delayed_key, int(now + delay_ms), id)
     redis.call('HSET', job, 'due_ms', now + delay_ms)
   else
-    to_waiting(id, tonumber(redis.call('HGET', job, 'band')) + redis.call('HINCRBY', meta_key, 'seq', 1))
+    local band = whole(redis.call('HGET', job, 'band')) or 0
+    to_waiting(id, band + redis.call('HINCRBY', meta_key, 'seq', 1))
   end
   redis.call('HSET', job, 'state', state)
   emit(events_key, events_maxlen, 'retrying', id, 'state', state, 'delay_ms', delay_ms)

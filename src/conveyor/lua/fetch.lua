@@ -15,6 +15,7 @@ RETURNS: {status, now, ms_to_wait_or_-1, claim fields of each job...}
 -- @include time
 -- @include events
 -- @include claim
+-- @include fields
 -- @include waiting
 local now = now_ms()
 
@@ -23,8 +24,8 @@ for _, id in ipairs(due) do
   local job = job_key .. id
   local band = redis.call('HGET', job, 'band')
   redis.call('ZREM', delayed_key, id)
-  if band then
-    to_waiting(id, tonumber(band) + redis.call('HINCRBY', meta_key, 'seq', 1))
+  if band then  -- a malformed band sorts as 0: the worker that takes the job buries it
+    to_waiting(id, (whole(band) or 0) + redis.call('HINCRBY', meta_key, 'seq', 1))
     redis.call('HSET', job, 'state', 'waiting')
     emit(events_key, events_maxlen, 'waiting', id)
   end

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor import defaults
+from conveyor.job import JobState
 from conveyor.keys import QueueKeys
 from conveyor.ops import QueueOptions, ScriptCall, call
+from conveyor.stored import STORED_INT_MAX, STORED_TIMEOUT_MS_MAX, StoredFields, plain
 
 #: The job fields a claim carries, in the order include/claim.lua returns them.
 CLAIM_FIELDS = (
     "id", "name", "payload", "attempt", "max_attempts", "timeout_ms", "options",
-    "created_ms", "priority", "stalls", "started_ms", "worker",
+    "created_ms", "priority", "stalls", "started_ms", "worker", "state", "band", "keep_ms",
 )  # fmt: skip
 _STRIDE = len(CLAIM_FIELDS) + 1  # + the lock token
 
@@ -37,22 +39,78 @@ class Claim:
     previous_worker: str
     token: str
     started_ms: int
+    #: The job's options, decoded (``{}`` when it has none or they are malformed).
+    options: dict[str, Any] = field(default_factory=dict)
+    #: What is wrong with the stored job (see :class:`conveyor.stored.StoredFields`): a
+    #: claim with problems is buried as ``invalid_job`` instead of run.
+    problems: tuple[str, ...] = ()
+
+
+def parse_claim(queue: str, now: int, values: Sequence[Any], token: bytes) -> Claim:
+    """One claim from its :data:`CLAIM_FIELDS` values; never raises: a missing or malformed
+    field reads as its default and is named in ``problems``."""
+    (job_id, name, payload, attempt, max_attempts, timeout_ms, options, created_ms, priority,
+     stalls, started_ms, worker, state, band, keep_ms) = values  # fmt: skip
+    max_attempts, timeout_ms, priority = max_attempts or b"1", timeout_ms or b"0", priority or b"0"
+    stalls, started_ms = stalls or b"0", started_ms or b"0"
+    # The common case first, quickly (a claim is parsed per job run): anything unusual is
+    # read again field by field below, so that every problem is named.
+    if (
+        name and attempt and created_ms and band and state in _STATES and not options
+        and plain(attempt, max_attempts, timeout_ms, created_ms, priority, stalls,
+                  started_ms, band, keep_ms)
+    ):  # fmt: skip
+        tries, most, ms = int(attempt), int(max_attempts), int(timeout_ms)
+        created, rank = int(created_ms), int(priority)
+        if (
+            most >= 1 and ms <= STORED_TIMEOUT_MS_MAX and rank <= _PRIORITY_MAX
+            and max(tries, most, created, int(band), int(stalls), int(started_ms)) <= _INT_MAX
+            and name.isascii()
+        ):  # fmt: skip
+            return Claim(
+                queue, job_id.decode(errors="replace"), name.decode(), payload, tries, most,
+                ms / 1000.0 or None, b"", created, rank, int(stalls), int(started_ms),
+                worker.decode(errors="replace"), token.decode(errors="replace"), now,
+            )  # fmt: skip
+    return _parse_claim_slowly(queue, now, values, token)
+
+
+def _parse_claim_slowly(queue: str, now: int, values: Sequence[Any], token: bytes) -> Claim:
+    f = StoredFields(dict(zip(_FIELD_KEYS, values, strict=True)))
+    timeout_ms = f.integer("timeout_ms", 0, 0, STORED_TIMEOUT_MS_MAX)
+    claim = Claim(
+        queue, _text(values[0]), f.text("name", required=True), f.raw("payload") or b"",
+        f.integer("attempt", 1, 0, required=True), f.integer("max_attempts", 1, 1),
+        timeout_ms / 1000.0 or None, f.raw("options") or b"",
+        f.integer("created_ms", 0, 0, STORED_INT_MAX, required=True),
+        f.integer("priority", 0, defaults.PRIORITY_MIN, defaults.PRIORITY_MAX),
+        f.integer("stalls", 0, 0), f.integer("started_ms", 0, 0), _text(values[11]),
+        _text(token), now, f.options(),
+    )  # fmt: skip
+    f.integer("band", 0, required=True)
+    f.integer("keep_ms", 0)
+    state = f.text("state", required=True)
+    if state and state.encode() not in _STATES:
+        f.problem("state", f"{state!r} is not a state")
+    claim.problems = tuple(f.problems)
+    return claim
+
+
+_STATES = frozenset(state.value.encode() for state in JobState)
+_FIELD_KEYS = tuple(name.encode() for name in CLAIM_FIELDS)
+_PRIORITY_MAX, _INT_MAX = defaults.PRIORITY_MAX, STORED_INT_MAX
+
+
+def _text(raw: Any) -> str:
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
 
 def _claims(queue: str, now: int, flat: Sequence[Any]) -> list[Claim]:
-    fields = iter(flat)
+    values = iter(flat)
     return [
-        Claim(
-            queue, job_id.decode(), name.decode(), payload, int(attempt or 0),
-            int(max_attempts or 1), int(timeout_ms or 0) / 1000.0 or None, options,
-            int(created_ms or 0), int(priority or 0), int(stalls or 0), int(started_ms or 0),
-            worker.decode(), token.decode(), now,
-        )
-        for (
-            job_id, name, payload, attempt, max_attempts, timeout_ms, options, created_ms,
-            priority, stalls, started_ms, worker, token,
-        ) in zip(*[fields] * _STRIDE, strict=True)
-    ]  # fmt: skip
+        parse_claim(queue, now, claim[:-1], claim[-1])
+        for claim in zip(*[values] * _STRIDE, strict=True)
+    ]
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,10 @@ class WorkerOptions:
     #: Seconds a starting worker waits for an unreachable server before it gives up with
     #: ``ServerUnavailable`` (``None``: it waits until the server answers, or a signal).
     startup_timeout: float | None = None
+    #: A background task (fetcher, stall recovery, schedule firer, lock keeper) that fails
+    #: is logged and restarted with backoff; after this many failures in a row the worker
+    #: stops with :class:`~conveyor.WorkerFailedError` (exit status 1 from the CLI).
+    task_restarts: int = defaults.TASK_RESTARTS
     #: Start even when the server may evict keys (``maxmemory-policy`` other than noeviction).
     allow_unsafe_server: bool = False
     # Process handlers (docs/processes.md)
@@ -49,6 +53,8 @@ class WorkerOptions:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if self.task_restarts < 0:
+            raise ValueError("task_restarts must not be negative")
         if self.fetch_batch < 1:
             raise ValueError("fetch_batch must be at least 1")
         if not 0 < self.lock_renew_interval < self.lock_ttl:

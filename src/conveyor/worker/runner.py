@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from conveyor import codec, defaults
 from conveyor.errors import ConveyorError, PayloadError
 from conveyor.job import AttemptCause, ErrorInfo
+from conveyor.stored import describe
 from conveyor.worker.calls import Claim
 from conveyor.worker.context import JobContext
 from conveyor.worker.deadlines import Deadline, Deadlines
@@ -66,6 +67,19 @@ class Outcome:
 
 class UnknownJobError(ConveyorError):
     """No handler is registered for the job's name."""
+
+
+class InvalidJobError(ConveyorError):
+    """A stored field of the job is missing or malformed; the job cannot be run."""
+
+
+def invalid_job(claim: Claim) -> Outcome | None:
+    """The outcome of a claim whose stored job is malformed (it is buried as
+    ``invalid_job``, its fields named), or ``None`` for a well-formed one."""
+    if not claim.problems:
+        return None
+    error = InvalidJobError("the stored job is malformed: " + describe(claim.problems))
+    return _failed(AttemptCause.INVALID_JOB, error, with_traceback=False)
 
 
 class JobTimeoutError(ConveyorError, TimeoutError):
@@ -195,6 +209,9 @@ class Runner:
         return True
 
     async def _run(self, claim: Claim, task: asyncio.Task[Any]) -> Outcome:
+        invalid = invalid_job(claim)
+        if invalid is not None:
+            return invalid
         handler = self.handlers.get(claim.name)
         if handler is None:
             error = UnknownJobError(f"no handler is registered for job name {claim.name!r}")
