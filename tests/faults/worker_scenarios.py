@@ -110,7 +110,8 @@ async def poison(
     goes to one worker process; it stays up, good jobs are not held up, bad ones end dead.
     """
     # Hanging handlers hold a slot each (a sync one for good): leave ten for the rest.
-    (worker,) = await workers.start_ready(concurrency=10 + 2 * copies)
+    # No grace for unknown names: no other worker could know "no_such_job".
+    (worker,) = await workers.start_ready(concurrency=10 + 2 * copies, unknown_job_grace=0.0)
     report = Report("poison input", 0, 0, 0, None)
     refused = await _refuse_oversized(report, queue, workers.server_url)
     bad: dict[str, Poison] = {}

@@ -78,6 +78,9 @@ def build_worker(
               help="Jobs run at once. [default: the worker's, else 10]")  # fmt: skip
 @click.option("--url", default=None, metavar="URL",
               help="Server URL. [default: the worker's, $CONVEYOR_URL, else embedded]")  # fmt: skip
+@click.option("--unknown-job-grace", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="How long a job whose name no live worker has a handler for waits before "
+                   "it goes dead as unknown_job. [default: the worker's, else 300]")  # fmt: skip
 @click.option("--allow-unsafe-server", is_flag=True,
               help="Start even if the server may evict jobs (maxmemory-policy).")  # fmt: skip
 @click.option("--process-handlers", is_flag=True,
@@ -99,6 +102,7 @@ def worker(
     queues: tuple[str, ...],
     concurrency: int | None,
     url: str | None,
+    unknown_job_grace: float | None,
     allow_unsafe_server: bool,
     process_handlers: bool,
     processes: int | None,
@@ -117,6 +121,8 @@ def worker(
     changes: dict[str, Any] = {}
     if concurrency is not None:
         changes["concurrency"] = concurrency
+    if unknown_job_grace is not None:
+        changes["unknown_job_grace"] = unknown_job_grace
     if allow_unsafe_server:
         changes["allow_unsafe_server"] = True
     if process_handlers:

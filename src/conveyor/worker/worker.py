@@ -454,6 +454,7 @@ class _Session:
             "concurrency": self.options.concurrency, "started_at": self.started_at,
             "last_heartbeat": time.time(),
             "jobs_done": self.settler.completed + self.settler.failed,
+            "handlers": sorted(self.worker.handlers),  # job names: see extend_locks.lua
         })  # fmt: skip
 
     async def _register(self) -> None:
@@ -474,7 +475,7 @@ class _Session:
         fetchers = [
             Fetcher(self.transport, keys, self.worker.queue_options, self.options,
                     self.worker.id, self.slots, self.dispatch, self._retry_pause, self.stopping,
-                    self._recovered, self.in_flight)
+                    self._recovered, self.in_flight, list(self.worker.handlers))
             for keys in self.worker.queues
         ]  # fmt: skip
         background = [asyncio.create_task(f.run()) for f in fetchers]
