@@ -108,12 +108,15 @@ def _metrics_ttl(options: QueueOptions) -> int:
 
 def fail(
     keys: QueueKeys, options: QueueOptions, claim: Claim, *, retry: bool, delay: float,
-    reason: str, attempt_record: bytes, error: bytes,
+    reason: str, attempt_record: bytes, error: bytes, front: bool = False,
 ) -> ScriptCall:  # fmt: skip
+    """Record a failed attempt; retry it after ``delay`` (at the front of its priority with
+    ``front``, else behind the jobs waiting) or bury it for ``reason``."""
     return call(
         "fail", keys, options.events_maxlen, options.dead_keep_count,
         round(options.dead_keep_age * 1000), claim.id, claim.token,
-        "retry" if retry else "dead", round(delay * 1000), reason, attempt_record, error,
+        "retry" if retry else "dead", round(delay * 1000), 1 if front else 0, reason,
+        attempt_record, error,
         1 if options.dead_letter_queue else 0, _metrics_ttl(options),
     )  # fmt: skip
 

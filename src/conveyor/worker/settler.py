@@ -168,7 +168,7 @@ class Settler:
         reason = decision.reason.value if decision.reason else ""
         call = calls.fail(
             keys, options, claim, retry=decision.retry, delay=decision.delay, reason=reason,
-            attempt_record=msgspec.json.encode(record),
+            front=decision.front, attempt_record=msgspec.json.encode(record),
             error=msgspec.json.encode(record.error),
         )  # fmt: skip
         while True:
@@ -184,6 +184,9 @@ class Settler:
         elif state == b"dead":
             log.error("job %s (%s) is dead: %s", claim.id, claim.name, reason)
             await self.on_dead(claim)
+        elif decision.front:
+            log.info("job %s (%s) failed attempt %d (%s), retrying now, ahead of the queue",
+                     claim.id, claim.name, claim.attempt, record.cause.value)  # fmt: skip
         else:
             log.info("job %s (%s) failed attempt %d (%s), retrying in %.1fs", claim.id,
                      claim.name, claim.attempt, record.cause.value, decision.delay)  # fmt: skip

@@ -7,8 +7,7 @@ local function hand_back(id, token)
   local job = job_key .. id
   redis.call('HINCRBY', job, 'attempt', -1)
   redis.call('HSET', job, 'state', 'waiting')
-  local head = redis.call('HINCRBY', meta_key, 'head', 1)
-  to_waiting(id, tonumber(redis.call('HGET', job, 'band')) - head)
+  to_front(id)
   emit(events_key, events_maxlen, 'waiting', id, 'released', '1')
   return true
 end

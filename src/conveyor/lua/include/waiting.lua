@@ -16,6 +16,14 @@ local function to_waiting(id, score, group)
   end
 end
 
+-- Put a job in waiting at the front of its priority, ahead of every job enqueued with it: its
+-- band minus the queue's head counter, below the band's first sequence number (2**40, see
+-- conveyor.ops.priority_band). The latest job put at the front goes first.
+local function to_front(id)
+  local band = tonumber(redis.call('HGET', job_key .. id, 'band'))
+  to_waiting(id, band - redis.call('HINCRBY', meta_key, 'head', 1))
+end
+
 -- Take a job out of waiting wherever it is; true if it was there.
 local function from_waiting(id)
   local group = redis.call('HGET', job_key .. id, 'group')
