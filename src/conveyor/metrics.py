@@ -63,6 +63,8 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     started_at: float = 0.0
     last_heartbeat: float = 0.0
     jobs_done: int = 0
+    #: The job names it has handlers for (it takes no job of another name; see the README).
+    handlers: list[str] = []
 
 
 class QueueMetrics(msgspec.Struct, frozen=True):
