@@ -383,7 +383,7 @@ async def churn(
     report.notes = (
         f"{len(kills)} SIGKILLs; {len(rerun_after)} interrupted runs, reclaimed at most "
         f"{report.recovery or 0:.1f}s after the kill (lock TTL {LOCK_TTL:g}s, stall check "
-        f"{STALL_CHECK_INTERVAL:g}s) and started again {median:.1f}s after it (median; "
-        "retried jobs join the back of the queue)"
+        f"{STALL_CHECK_INTERVAL:g}s) and started again {median:.1f}s after it (median; a "
+        "first stall goes to the front of the queue, a later one backs off)"
     )
     return report

@@ -92,7 +92,10 @@ local function serves(id)
     redis.call('HSET', job, 'unknown_since_ms', now)
   end
   local known_until = tonumber(redis.call('HGET', handlers_key, name)) or 0
-  if now >= math.max(since, known_until) + unknown_grace_ms then return true end
+  if now >= math.max(since, known_until) + unknown_grace_ms then
+    redis.call('HDEL', job, 'unknown_since_ms')
+    return true
+  end
   passed = passed + 1
   return false
 end
