@@ -47,7 +47,8 @@ MAX_STALLS = 3  # more stalls than this and the job is dead ("too_many_stalls")
 # ("unknown_job"); until then workers that do not know the name leave it for one that does.
 UNKNOWN_JOB_GRACE = 300.0
 UNKNOWN_JOB_PAUSE = 0.5  # a fetch that found only names the worker does not know: wait this
-FETCH_SCAN_LIMIT = 1_000  # most waiting jobs one fetch looks at to find names it knows
+# (doubling, up to IDLE_BLOCK, while it keeps finding only those)
+FETCH_SCAN_LIMIT = 200  # most waiting jobs one fetch looks at to find names it knows
 IDLE_BLOCK = 5.0  # longest a blocked fetch waits before looking again
 SHUTDOWN_GRACE = 30.0
 HEARTBEAT_TTL = 30.0

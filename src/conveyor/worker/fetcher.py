@@ -86,6 +86,7 @@ class Fetcher:
         self.names = sorted(names)
         self._calls = itertools.count()
         self._failing = False
+        self._pass_pause = defaults.UNKNOWN_JOB_PAUSE
 
     async def run(self) -> None:
         """Fetch and dispatch until the worker stops."""
@@ -114,6 +115,8 @@ class Fetcher:
             self.slots.give(count - len(fetched.claims))
             for claim in fetched.claims:
                 self.dispatch(claim)
+            if not fetched.passed_over:
+                self._pass_pause = defaults.UNKNOWN_JOB_PAUSE
             if not fetched.claims:
                 await self._wait_for_work(fetched)
 
@@ -144,8 +147,10 @@ class Fetcher:
         if fetched.passed_over:
             # Only jobs for other workers are waiting, and the fetch woke those workers
             # through the marker: a pause, not a blocking read that would take that wake-up
-            # itself and fetch the same jobs again at once.
-            pause = min(timeout, defaults.UNKNOWN_JOB_PAUSE)
+            # itself and fetch the same jobs again at once. It doubles while nothing else
+            # turns up (up to the idle timeout), so passing over costs the server little.
+            pause = min(timeout, self._pass_pause)
+            self._pass_pause = min(self.options.idle_block, 2 * self._pass_pause)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), pause)
             return
