@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -122,7 +123,8 @@ def test_a_missing_job_exits_1(queue: conveyor.SyncQueue) -> None:
 
 async def test_failed_job_shows_its_error_and_history(queue: conveyor.SyncQueue) -> None:
     job_id = queue.enqueue("nobody_handles_this", {"x": 1}).id
-    async with RunningWorker(conveyor.Worker(queue.name, options=WORKER_TEST_OPTIONS)):
+    options = dataclasses.replace(WORKER_TEST_OPTIONS, unknown_job_grace=0.0)
+    async with RunningWorker(conveyor.Worker(queue.name, options=options)):
         await wait_for(lambda: queue.counts().dead == 1)
     job = run_json("job", queue.name, job_id)
     assert job["state"] == "dead" and job["dead_reason"] == "unknown_job"

@@ -194,9 +194,9 @@ def test_the_dashboard_and_the_exporter_show_a_corrupted_job(
 ) -> None:
     from starlette.testclient import TestClient
 
+    from conveyor import partitions
     from conveyor.connection import sync_client
     from conveyor.dashboard import create_app
-    from conveyor import partitions
     from conveyor.prometheus import QueueCollector
     from conveyor.transport import SyncTransport
 

@@ -129,7 +129,8 @@ async def test_a_transient_failure_then_success(queue: conveyor.Queue, server_ur
 async def test_bad_jobs_go_dead_at_once_and_the_worker_keeps_running(
     queue: conveyor.Queue, server_url: str
 ) -> None:
-    worker = make_worker(queue, server_url)
+    # No grace: no live worker knows "no_such_handler" (see tests/test_rolling_deploy.py).
+    worker = make_worker(queue, server_url, unknown_job_grace=0.0)
 
     @worker.handler
     async def known(ctx: JobContext, payload: Any) -> str:
@@ -349,9 +350,9 @@ async def test_a_full_worker_refills_with_a_small_fetch_first_then_doubles(
     sizes: list[int] = []
     fetch = calls.fetch
 
-    def recording_fetch(*args: Any) -> Any:
+    def recording_fetch(*args: Any, **kwargs: Any) -> Any:
         sizes.append(args[2])
-        return fetch(*args)
+        return fetch(*args, **kwargs)
 
     monkeypatch.setattr(calls, "fetch", recording_fetch)
     worker = make_worker(queue, server_url, concurrency=100, fetch_batch=100)
@@ -386,7 +387,13 @@ def test_fetch_counts_the_attempt_and_complete_checks_the_lock_token(
     job = sync_queue.enqueue("ok", 1, retention=60)
     transport = SyncTransport(connection.sync_client(server_url), server_url)
     try:
-        (reply,) = transport.execute([calls.fetch(keys, options, 10, "w1", "w1.0", 60_000)])
+        (reply,) = transport.execute(
+            [
+                calls.fetch(
+                    keys, options, 10, "w1", "w1.0", 60_000, names=["ok"], unknown_job_grace=60.0
+                )
+            ]
+        )
         (claim,) = calls.parse_fetch(sync_queue.name, reply).claims
         assert (claim.id, claim.attempt, claim.token) == (job.id, 1, "w1.0.1")
         forged = (job.id, "w9.0.1", b"1", 0)

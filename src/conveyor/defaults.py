@@ -54,9 +54,15 @@ CONCURRENCY = 10
 FETCH_BATCH = 100  # most jobs taken by one fetch call
 LOCK_TTL = 10.0  # a lock not renewed for this long marks its job stalled
 LOCK_RENEW_INTERVAL = LOCK_TTL / 3
-STALL_CHECK_INTERVAL = 5.0  # killed worker's jobs recovered within LOCK_TTL + this
+STALL_CHECK_INTERVAL = 2.0  # killed worker's jobs recovered within LOCK_TTL + this (12 s)
 SCHEDULE_CHECK_INTERVAL = 1.0  # how often workers look for schedule ticks that are due
 MAX_STALLS = 3  # more stalls than this and the job is dead ("too_many_stalls")
+# A job whose name no live worker of its queue has known for this long is dead
+# ("unknown_job"); until then workers that do not know the name leave it for one that does.
+UNKNOWN_JOB_GRACE = 300.0
+UNKNOWN_JOB_PAUSE = 0.5  # a fetch that found only names the worker does not know: wait this
+# (doubling, up to IDLE_BLOCK, while it keeps finding only those)
+FETCH_SCAN_LIMIT = 200  # most waiting jobs one fetch looks at to find names it knows
 IDLE_BLOCK = 5.0  # longest a blocked fetch waits before looking again
 SHUTDOWN_GRACE = 30.0
 HEARTBEAT_TTL = 30.0

@@ -26,6 +26,7 @@ QUEUE_KEYS: dict[str, str] = {
     "dead_outbox": "dead-outbox",  # list: dead job ids to copy to a dead-letter queue
     "workers": "workers",  # zset: worker id -> heartbeat expiry (ms)
     "worker_info": "worker-info",  # hash: worker id -> JSON description
+    "handlers": "handlers",  # hash: job name -> heartbeat expiry (ms) of a worker handling it
     "dedup": "dedup:",  # prefix of one string per deduplication key: dedup:<key> -> job id
     "schedules": "schedules",  # hash: schedule id -> JSON definition
     "schedule_due": "schedule-due",  # zset: schedule id -> next fire time (ms)

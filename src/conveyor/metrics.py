@@ -67,6 +67,8 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     jobs_done: int = 0
     #: Handler threads abandoned at their timeout and still running (hung code).
     abandoned_threads: int = 0
+    #: The job names it has handlers for (it takes no job of another name; see the README).
+    handlers: list[str] = []
 
 
 class QueueMetrics(msgspec.Struct, frozen=True):

@@ -105,6 +105,8 @@ class Decision:
     retry: bool
     delay: float = 0.0
     reason: DeadReason | None = None
+    #: Retry at the front of the job's priority, ahead of the jobs waiting (not behind them).
+    front: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,11 @@ def decide(
     permanent: tuple[type[BaseException], ...] = (),
     job: Any = None,
 ) -> Decision:
-    """Decide whether a failed attempt is retried (and after how long) or goes dead."""
+    """Decide whether a failed attempt is retried (and after how long) or goes dead.
+
+    A job's first stall is retried at once at the front of its priority; later stalls back
+    off like errors. Every stall still costs its attempt.
+    """
     if failure.cause is AttemptCause.INVALID_JOB:
         return Decision(False, reason=DeadReason.INVALID_JOB)
     if failure.cause is AttemptCause.INVALID_PAYLOAD:
@@ -140,6 +146,11 @@ def decide(
         return Decision(False, reason=DeadReason.TOO_MANY_STALLS)
     if failure.attempt >= failure.max_attempts:
         return Decision(False, reason=DeadReason.ATTEMPTS_EXHAUSTED)
+    if failure.cause is AttemptCause.STALLED and failure.stalls <= 1:
+        # Interrupted work resumes first: its worker died or hung, not the job (as far as we
+        # know). A job stalling again backs off below, so one that kills its worker cannot
+        # crash-loop a fleet.
+        return Decision(True, front=True)
     if isinstance(error, RetryLater):
         return Decision(True, delay=_settled(error.delay))
     policy = backoff if backoff is not None else DEFAULT_BACKOFF

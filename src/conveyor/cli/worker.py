@@ -85,6 +85,9 @@ def build_worker(
               metavar="SECONDS",
               help="Give up (exit 1) if the server is unreachable this long at start-up. "
                    "[default: wait until it answers]")  # fmt: skip
+@click.option("--unknown-job-grace", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="How long a job whose name no live worker has a handler for waits before "
+                   "it goes dead as unknown_job. [default: the worker's, else 300]")  # fmt: skip
 @click.option("--allow-unsafe-server", is_flag=True,
               help="Start even if the server may evict jobs (maxmemory-policy).")  # fmt: skip
 @click.option("--process-handlers", is_flag=True,
@@ -111,6 +114,7 @@ def worker(
     url: str | None,
     grace: float | None,
     startup_timeout: float | None,
+    unknown_job_grace: float | None,
     allow_unsafe_server: bool,
     process_handlers: bool,
     processes: int | None,
@@ -133,6 +137,8 @@ def worker(
     changes: dict[str, Any] = {}
     if concurrency is not None:
         changes["concurrency"] = concurrency
+    if unknown_job_grace is not None:
+        changes["unknown_job_grace"] = unknown_job_grace
     if allow_unsafe_server:
         changes["allow_unsafe_server"] = True
     if process_handlers:

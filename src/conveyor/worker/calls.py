@@ -123,21 +123,28 @@ class Fetched:
     #: a limit lets a job start (-1: nothing known; wait for a wake-up or the idle timeout).
     wait_ms: int
     limited: bool = False
+    #: Nothing was taken, but jobs of names the worker has no handler for were left for
+    #: workers that have one (a rolling deploy): see :func:`fetch`.
+    passed_over: bool = False
 
 
 def fetch(
     keys: QueueKeys, options: QueueOptions, count: int, worker_id: str, token_base: str,
-    lock_ttl_ms: int,
+    lock_ttl_ms: int, *, names: Sequence[str], unknown_job_grace: float,
 ) -> ScriptCall:  # fmt: skip
+    """Take up to ``count`` jobs whose name is one of ``names``; a job of another name is
+    taken (to be buried as unknown) only once no live worker has known its name for
+    ``unknown_job_grace`` seconds."""
     return call(
-        "fetch", keys, options.events_maxlen, count, worker_id, token_base, lock_ttl_ms, 1000
-    )
+        "fetch", keys, options.events_maxlen, count, worker_id, token_base, lock_ttl_ms, 1000,
+        round(unknown_job_grace * 1000), defaults.FETCH_SCAN_LIMIT, *names,
+    )  # fmt: skip
 
 
 def parse_fetch(queue: str, reply: Sequence[Any]) -> Fetched:
     status, now, wait_ms = reply[0], int(reply[1]), int(reply[2])
     return Fetched(_claims(queue, now, reply[3:]), status == b"paused", wait_ms,
-                   status == b"limited")  # fmt: skip
+                   status == b"limited", status == b"passed")  # fmt: skip
 
 
 def complete(
@@ -159,12 +166,15 @@ def _metrics_ttl(options: QueueOptions) -> int:
 
 def fail(
     keys: QueueKeys, options: QueueOptions, claim: Claim, *, retry: bool, delay: float,
-    reason: str, attempt_record: bytes, error: bytes,
+    reason: str, attempt_record: bytes, error: bytes, front: bool = False,
 ) -> ScriptCall:  # fmt: skip
+    """Record a failed attempt; retry it after ``delay`` (at the front of its priority with
+    ``front``, else behind the jobs waiting) or bury it for ``reason``."""
     return call(
         "fail", keys, options.events_maxlen, options.dead_keep_count,
         round(options.dead_keep_age * 1000), claim.id, claim.token,
-        "retry" if retry else "dead", round(delay * 1000), reason, attempt_record, error,
+        "retry" if retry else "dead", round(delay * 1000), 1 if front else 0, reason,
+        attempt_record, error,
         1 if options.dead_letter_queue else 0, _metrics_ttl(options),
     )  # fmt: skip
 

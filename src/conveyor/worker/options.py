@@ -19,6 +19,10 @@ class WorkerOptions:
     stall_check_interval: float = defaults.STALL_CHECK_INTERVAL
     schedule_check_interval: float = defaults.SCHEDULE_CHECK_INTERVAL
     max_stalls: int = defaults.MAX_STALLS
+    #: Seconds a job whose name this worker has no handler for is left waiting for a worker
+    #: that has one, counted from when no live worker of the queue knows the name (and no
+    #: earlier than a worker first passed it over); then it is dead as ``unknown_job``.
+    unknown_job_grace: float = defaults.UNKNOWN_JOB_GRACE
     idle_block: float = defaults.IDLE_BLOCK
     shutdown_grace: float = defaults.SHUTDOWN_GRACE
     heartbeat_ttl: float = defaults.HEARTBEAT_TTL
@@ -67,6 +71,11 @@ class WorkerOptions:
         if self.startup_timeout is not None and not _seconds(self.startup_timeout):
             raise ValueError(
                 "startup_timeout must be a finite number of seconds, 0 or more (or None)"
+            )
+        if not _seconds(self.unknown_job_grace) or self.unknown_job_grace > defaults.MAX_SECONDS:
+            raise ValueError(
+                f"unknown_job_grace must be 0 to {defaults.MAX_SECONDS:.0f} seconds, "
+                f"got {self.unknown_job_grace!r}"
             )
         _check_process_options(self)
 

@@ -185,7 +185,7 @@ class Settler:
         reason = decision.reason.value if decision.reason else ""
         call = calls.fail(
             keys, options, claim, retry=decision.retry, delay=decision.delay, reason=reason,
-            attempt_record=msgspec.json.encode(record),
+            front=decision.front, attempt_record=msgspec.json.encode(record),
             error=msgspec.json.encode(record.error),
         )  # fmt: skip
         while True:
@@ -206,6 +206,9 @@ class Settler:
             log.error("job %s (%s) is dead (%s) after attempt %d: %s: %s", claim.id, claim.name,
                       reason, claim.attempt, error.type, error.message, extra=extra)  # fmt: skip
             await self.on_dead(claim)
+        elif decision.front:
+            log.info("job %s (%s) failed attempt %d (%s), retrying now, ahead of the queue",
+                     claim.id, claim.name, claim.attempt, record.cause.value)  # fmt: skip
         else:
             log.info("job %s (%s) failed attempt %d (%s: %s: %s), retrying in %.1fs", claim.id,
                      claim.name, claim.attempt, record.cause.value, error.type, error.message,

@@ -601,6 +601,7 @@ class _Session:
             "last_heartbeat": time.time(),
             "jobs_done": self.settler.completed + self.settler.failed,
             "abandoned_threads": self.pool.abandoned,
+            "handlers": sorted(self.worker.handlers),  # job names: see extend_locks.lua
         })  # fmt: skip
 
     async def _register(self) -> None:
@@ -621,7 +622,7 @@ class _Session:
         fetchers = [
             Fetcher(self.transport, keys, self.worker.queue_options, self.options,
                     self.worker.id, self.slots, self.dispatch, self._retry_pause, self.stopping,
-                    self._recovered, self.in_flight)
+                    self._recovered, self.in_flight, list(self.worker.handlers))
             for keys in self.worker.queues
         ]  # fmt: skip
         loops = [(f"fetcher of {f.keys.queue}", f.run) for f in fetchers]

@@ -10,8 +10,7 @@ local function hand_back(id, token)
     redis.call('HINCRBY', job, 'attempt', -1)
   end
   redis.call('HSET', job, 'state', 'waiting')
-  local head = redis.call('HINCRBY', meta_key, 'head', 1)
-  to_waiting(id, (whole(redis.call('HGET', job, 'band')) or 0) - head)
+  to_front(id)
   emit(events_key, events_maxlen, 'waiting', id, 'released', '1')
   return true
 end
