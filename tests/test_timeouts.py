@@ -296,3 +296,34 @@ def test_max_abandoned_threads_is_checked_and_reaches_the_worker(
     assert started[0].options.max_abandoned_threads == 3
     refused = invoke(main, "worker", "tests.cli_app:stuck", "--max-abandoned-threads", "-1")
     assert refused.exit_code == 2 and "--max-abandoned-threads" in refused.stderr
+
+
+async def test_a_handler_that_ignores_the_shutdown_does_not_hold_its_job(
+    queue: conveyor.Queue, server_url: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(conveyor.defaults, "SHUTDOWN_CANCEL_WAIT", 0.5)
+    worker = make_worker(queue, server_url, shutdown_grace=0.2)
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    @worker.handler(timeout=60)
+    async def deaf(ctx: JobContext, payload: None) -> None:
+        started.set()
+        while not release.is_set():  # swallows every cancellation until the test is done
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    serving = asyncio.create_task(worker.serve())
+    job = await queue.enqueue("deaf", None)
+    await asyncio.wait_for(started.wait(), 30)
+    worker.stop()
+    try:
+        await asyncio.wait_for(asyncio.shield(serving), 30)  # the stop is not held up
+        handed_back = await queue.get_job(job.id)
+        assert handed_back is not None and handed_back.state is JobState.WAITING
+        assert handed_back.attempt == 0  # a hand-back spends no attempt
+        assert "did not stop within" in caplog.text
+    finally:
+        release.set()
+        await asyncio.wait_for(serving, 30)

@@ -65,6 +65,9 @@ UNKNOWN_JOB_PAUSE = 0.5  # a fetch that found only names the worker does not kno
 FETCH_SCAN_LIMIT = 200  # most waiting jobs one fetch looks at to find names it knows
 IDLE_BLOCK = 5.0  # longest a blocked fetch waits before looking again
 SHUTDOWN_GRACE = 30.0
+#: After the grace, how long a stopping worker waits for cancelled handlers to end before it
+#: hands their jobs back anyway (an async handler may swallow its cancellation).
+SHUTDOWN_CANCEL_WAIT = 5.0
 HEARTBEAT_TTL = 30.0
 RECONNECT_BACKOFF_MAX = 5.0
 MAX_ABANDONED_THREADS = 10  # threads hung past their timeout before a worker stops itself

@@ -659,9 +659,7 @@ class _Session:
                 )
                 waiter.cancel()
                 pending.discard(waiter)
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self._cancel_jobs()
         if self.processes is not None:  # before the hand-back: no child still runs a job
             await self.processes.close()
         await self.reporter.flush()
@@ -675,6 +673,20 @@ class _Session:
         self.pool.shutdown(wait=False, cancel_futures=True)
         log.info("worker %s stopped (%d completed, %d failed)", self.worker.id,
                  self.settler.completed, self.settler.failed)  # fmt: skip
+
+    async def _cancel_jobs(self) -> None:
+        """Cancel the jobs still running; hand back (below) those whose handler ignores it."""
+        if not self.tasks:
+            return
+        for task in self.tasks:
+            task.cancel()
+        _done, stuck = await asyncio.wait(set(self.tasks), timeout=defaults.SHUTDOWN_CANCEL_WAIT)
+        if stuck:
+            log.warning(
+                "%d handlers did not stop within %.0fs of their cancellation; handing their "
+                "jobs back anyway (the process may not exit until they return)",
+                len(stuck), defaults.SHUTDOWN_CANCEL_WAIT,
+            )  # fmt: skip
 
     async def _hand_back(self) -> None:
         calls_ = [
