@@ -23,8 +23,6 @@ REPLACEMENTS = [
     ("-> DeadLetters:", "-> SyncDeadLetters:"),
     ("return DeadLetters(self)", "return SyncDeadLetters(self)"),
     ("class DeadLetters:", "class SyncDeadLetters:"),
-    ("from conveyor.queue import Queue", "from conveyor.sync_queue import SyncQueue"),
-    ("queue: Queue)", "queue: SyncQueue)"),
     ('"""The asyncio face of a queue', '"""The synchronous face of a queue'),
     ("used from asyncio code.", "used from synchronous code (Django, Flask, scripts)."),
     ("self._connecting = asyncio.Lock()", "self._connecting = threading.Lock()"),

@@ -10,7 +10,8 @@ import msgspec
 
 from conveyor import defaults
 from conveyor.cli.common import json_option, open_queue, queue_argument, url_option
-from conveyor.cli.render import echo_json, job_builtins
+from conveyor.cli.render import echo_json
+from conveyor.display import job_builtins
 
 __all__ = ["enqueue"]
 
