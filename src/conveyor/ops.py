@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import os
 import secrets
 import time
@@ -28,11 +29,12 @@ from conveyor.errors import (
     QueueBusyError,
 )
 from conveyor.job import Durability, Job, JobState, job_from_hash
-from conveyor.keys import QUEUE_REGISTRY, QueueKeys
+from conveyor.keys import PARTITIONS, QUEUE_REGISTRY, QueueKeys, logical_name
 from conveyor.lua import Script, script
 from conveyor.retry import Backoff
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,11 +302,14 @@ def enqueue_many(
     jobs: Iterable[JobSpec | tuple[str, Any]],
     options: QueueOptions,
     durable: Durable | None = None,
+    partitions: int = 1,
 ) -> Op[list[Job]]:
     """Enqueue jobs in one round trip; an id that exists already returns the stored job.
 
     ``jobs`` are :class:`JobSpec` objects or ``(name, payload)`` pairs. Every job is
-    checked and encoded before anything is sent, so bad input writes nothing.
+    checked and encoded before anything is sent, so bad input writes nothing. When these
+    are the queue's first jobs (ever, or since it was obliterated), a second round trip
+    registers the queue again, with its ``partitions`` when ``keys`` is one of several.
     """
     now = time.time()
     batches, drafts = _encode_jobs(jobs, options, now)
@@ -319,7 +324,9 @@ def enqueue_many(
             calls.append(Command(("WAIT", durable.replicas, timeout_ms), error_ok=True))
     replies = yield calls
     durability = _durability(replies[1], durable) if durable is not None else None
-    codes, *others = replies[0]
+    codes, fresh, *others = replies[0]
+    if fresh:
+        yield from register_again(keys.queue, partitions)
     found = iter(others)
     jobs_out: list[Job] = []
     existing: list[str] = []
@@ -536,6 +543,25 @@ def forget_queue(name: str) -> Op[None]:
 def register_queue(name: str) -> Op[None]:
     """Record the queue's name so ``conveyor status`` can list every queue."""
     yield [Command(("SADD", QUEUE_REGISTRY, name))]
+
+
+def register_again(queue: str, partitions: int) -> Op[None]:
+    """Record a queue (and, when ``partitions > 1``, its partition count) that a script found
+    unmarked: new, or obliterated while a producer still held it. A count recorded since by
+    someone else is kept (the partition count is fixed once recorded)."""
+    name = logical_name(queue)
+    if partitions == 1 or name == queue:
+        yield [Command(("SADD", QUEUE_REGISTRY, name))]
+        return
+    _, count = yield [Command(("SADD", QUEUE_REGISTRY, name)), Command(("HGET", PARTITIONS, name))]
+    if count is None:  # written only when missing: an ACL producer may only read the count
+        yield [Command(("HSETNX", PARTITIONS, name, partitions))]
+    elif int(count) != partitions:
+        log.warning(
+            "queue %r was declared again with %s partitions while this producer uses %d: "
+            "open the queue again (a new Queue object) to use the new partitions",
+            name, int(count), partitions,
+        )  # fmt: skip
 
 
 def known_queues() -> Op[list[str]]:
