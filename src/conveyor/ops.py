@@ -378,10 +378,20 @@ def _durability(reply: Any, durable: Durable) -> Durability:
     return got
 
 
+def read_job(keys: QueueKeys, job_id: str) -> ScriptCall:
+    """The call that reads one job for a reader: nothing once it is past its retention."""
+    return call("get_job", keys, job_id)
+
+
+def job_read(queue: str, reply: Sequence[bytes]) -> Job | None:
+    """The job a :func:`read_job` call replied with, or ``None``."""
+    return job_from_hash(queue, _pairs(reply)) if reply else None
+
+
 def get_job(keys: QueueKeys, job_id: str) -> Op[Job | None]:
-    """Read one job, or ``None`` if it does not exist."""
-    (fields,) = yield [Command(("HGETALL", keys.job(job_id)))]
-    return job_from_hash(keys.queue, fields) if fields else None
+    """Read one job, or ``None`` if it does not exist (or is past its retention)."""
+    (reply,) = yield [read_job(keys, job_id)]
+    return job_read(keys.queue, reply)
 
 
 class Counts(msgspec.Struct, frozen=True):
