@@ -73,6 +73,7 @@ def test_a_dead_job_past_its_retention_is_gone_for_every_reader(
     assert q.get_job(job.id) is None
     assert q.list_jobs("dead") == []
     assert q.dead_letters.list().jobs == []
+    assert q.metrics().oldest_dead_age is None
     listed = cli("jobs", q.name, "--state", "dead", "--json")
     assert listed.exit_code == 0, listed.output
     assert job.id not in listed.output
