@@ -353,7 +353,7 @@ def _poll(condition: Callable[[], bool], deadline: float) -> bool:
 @contextlib.contextmanager
 def _exclusive_lock(paths: _Paths, deadline: float) -> Iterator[None]:
     """Hold an exclusive flock on ``data_dir/.lock`` so one process at a time starts or stops."""
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
 
         def acquired() -> bool:
