@@ -565,8 +565,19 @@ def register_again(queue: str, partitions: int) -> Op[None]:
         return
     _, count = yield [Command(("SADD", QUEUE_REGISTRY, name)), Command(("HGET", PARTITIONS, name))]
     if count is None:  # written only when missing: an ACL producer may only read the count
-        yield [Command(("HSETNX", PARTITIONS, name, partitions))]
-    elif int(count) != partitions:
+        # (The HGET also makes this a pipeline, where an error reply comes back as a value.)
+        written, count = yield [
+            Command(("HSETNX", PARTITIONS, name, partitions), error_ok=True),
+            Command(("HGET", PARTITIONS, name)),
+        ]
+        if isinstance(written, Exception):
+            raise ConveyorError(
+                f"the jobs were enqueued, but queue {name!r} had lost its partition count "
+                f"(it was obliterated) and this user may not record it again ({written}); "
+                f"declare the queue again with partitions={partitions} as a user who may "
+                f"write {PARTITIONS}"
+            )
+    if count is not None and int(count) != partitions:
         log.warning(
             "queue %r was declared again with %s partitions while this producer uses %d: "
             "open the queue again (a new Queue object) to use the new partitions",
