@@ -207,10 +207,12 @@ def test_a_producer_says_so_when_it_may_not_record_partitions_again(
         q.enqueue("ok", 1)
         operator.obliterate()
         with pytest.raises(conveyor.ConveyorError, match="declare the queue again"):
-            q.enqueue("ok", 2)
-        operator.enqueue("ok", 3)  # the operator's enqueue records the count again
-        q.enqueue("ok", 4)
-        assert operator.counts().waiting == 3
+            q.enqueue("ok", 2, partition_key="k")
+        # The refused producer left the partition unmarked: the operator's enqueue into the
+        # same partition records the count again, then the producer's enqueues work.
+        operator.enqueue("ok", 3, partition_key="k")
+        q.enqueue_many([("ok", 4), ("ok", 5)])
+        assert operator.counts().waiting == 4
 
 
 async def test_a_producer_cannot_start_a_worker(server: ServerProcess, queue_name: str) -> None:

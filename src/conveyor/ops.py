@@ -557,12 +557,17 @@ def register_queue(name: str) -> Op[None]:
 
 def register_again(queue: str, partitions: int) -> Op[None]:
     """Record a queue (and, when ``partitions > 1``, its partition count) that a script found
-    unmarked: new, or obliterated while a producer still held it. A count recorded since by
-    someone else is kept (the partition count is fixed once recorded)."""
+    unmarked: new, or obliterated while a producer still held it; then mark it registered.
+    A count recorded since by someone else is kept (the count is fixed once recorded)."""
     name = logical_name(queue)
     if partitions == 1 or name == queue:
         yield [Command(("SADD", QUEUE_REGISTRY, name))]
-        return
+    else:
+        yield from _record_partitions(name, partitions)
+    yield [Command(("HSET", QueueKeys(queue).key("meta"), "registered", 1))]
+
+
+def _record_partitions(name: str, partitions: int) -> Op[None]:
     _, count = yield [Command(("SADD", QUEUE_REGISTRY, name)), Command(("HGET", PARTITIONS, name))]
     if count is None:  # written only when missing: an ACL producer may only read the count
         # (The HGET also makes this a pipeline, where an error reply comes back as a value.)
