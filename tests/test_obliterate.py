@@ -113,3 +113,18 @@ async def test_a_schedule_set_after_obliterate_registers_the_queue(
 
     row = listed_by_status(queue.name)
     assert row is not None
+
+
+async def test_a_producer_holding_an_old_partition_count_says_so(
+    partitioned: conveyor.Queue, server_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await partitioned.enqueue("work")
+    await partitioned.obliterate()
+    async with conveyor.Queue(partitioned.name, url=server_url, partitions=2) as redeclared:
+        await redeclared.counts()
+
+    await partitioned.enqueue("work", partition_key="k")
+
+    assert "declared again with 2 partitions while this producer uses 4" in caplog.text
+    async with conveyor.Queue(partitioned.name, url=server_url) as fresh:
+        assert len(await fresh._parts()) == 2  # the new declaration stands
