@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import redis
@@ -35,6 +35,14 @@ WORKER_TEST_OPTIONS = conveyor.WorkerOptions(
     idle_block=1.0,
     shutdown_grace=5.0,
 )
+
+
+def missing(thing: str) -> NoReturn:
+    """A test cannot run without ``thing``: in CI (``$CI`` set; ``.ci/run`` installs what the
+    suite needs) that is a failure, elsewhere a skip that says why."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{thing} (.ci/run installs it)")
+    pytest.skip(thing)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ import shlex
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.timeout(60)
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "acl.md"
 PASSWORD = uuid.uuid4().hex
-ACL_ERROR = "NOPERM|ACL failure|No permissions"
+ACL_ERROR = "NOPERM|ACL failure|[Nn]o permissions"
 #: What every user needs besides on a cluster: redis-py reads the slot map and the commands.
 CLUSTER_EXTRAS = "+cluster|slots +cluster|shards +command"
 WORKER_TRANSITIONS = ("fetch", "complete", "fail", "release", "extend_locks", "recover_stalled",
@@ -96,9 +97,22 @@ def test_active_is_the_only_queue_key_the_producer_pattern_leaves_out() -> None:
         assert "active" in script(name).key_names, name
 
 
+def _lock_deadline(server: ServerProcess, queue_name: str, job_id: str) -> float:
+    with server.client() as admin:
+        return float(admin.zscore(QueueKeys(queue_name).key("active"), job_id) or 0)
+
+
 async def test_a_worker_runs_the_whole_lifecycle_under_the_worker_rules(
-    server: ServerProcess, queue_name: str
+    server: ServerProcess, queue_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    recoveries: list[str] = []  # each stalled-job check that got its reply
+    parse_recovered = calls.parse_recovered
+
+    def counted(queue: str, reply: Any) -> list[calls.Claim]:
+        recoveries.append(queue)
+        return parse_recovered(queue, reply)
+
+    monkeypatch.setattr(calls, "parse_recovered", counted)
     release = asyncio.Event()
     ran: list[str] = []
     options = conveyor.WorkerOptions(
@@ -130,7 +144,11 @@ async def test_a_worker_runs_the_whole_lifecycle_under_the_worker_rules(
             await wait_for(lambda: sorted(ran) == ["later", "now"])
             await wait_for(lambda: _state(queue, dead.id, conveyor.JobState.DEAD))
             await wait_for(lambda: _state(queue, held.id, conveyor.JobState.ACTIVE))
-            await asyncio.sleep(1.0)  # lock renewals and stalled-job checks run meanwhile
+            # Lock renewals and stalled-job checks run under the rules too.
+            renewed = _lock_deadline(server, queue_name, held.id)
+            await wait_for(lambda: _lock_deadline(server, queue_name, held.id) > renewed)
+            checks = len(recoveries)
+            await wait_for(lambda: len(recoveries) >= checks + 2)
         assert await _state(queue, held.id, conveyor.JobState.WAITING)  # handed back
         for job in (now, later):
             assert await _state(queue, job.id, conveyor.JobState.COMPLETED)
@@ -270,3 +288,48 @@ async def test_on_a_cluster_the_rules_need_only_the_slot_map_commands(
             assert (await board.counts()).completed == 1
             with pytest.raises(redis.ResponseError, match=ACL_ERROR):
                 await board.enqueue("ok", 2)
+
+
+def test_no_user_may_eval_and_the_dashboard_may_not_load_a_script(server: ServerProcess) -> None:
+    for user in documented_rules():
+        client = redis.Redis.from_url(url_for(server, user))
+        with client, pytest.raises(redis.ResponseError, match=ACL_ERROR):
+            client.eval("return 1", 0)
+    board = redis.Redis.from_url(url_for(server, "conveyor-dashboard"))
+    with board, pytest.raises(redis.ResponseError, match=ACL_ERROR):
+        board.script_load("return redis.call('TIME')")
+
+
+def test_a_producers_own_lua_is_held_to_its_rules_but_may_rewrite_jobs(
+    server: ServerProcess, queue_name: str
+) -> None:
+    # What docs/acl.md says a producer can still do, and what it cannot do even in Lua.
+    keys = QueueKeys(queue_name)
+    with conveyor.SyncQueue(queue_name, url=url_for(server, "conveyor-producer")) as queue:
+        job = queue.enqueue("ok", 1)
+    with redis.Redis.from_url(url_for(server, "conveyor-producer")) as producer:
+        take = producer.script_load("return redis.call('ZADD', KEYS[1], 0, ARGV[1])")
+        with pytest.raises(redis.ResponseError, match=ACL_ERROR):
+            producer.evalsha(take, 1, keys.key("active"), job.id)
+        rewrite = producer.script_load("return redis.call('HSET', KEYS[1], 'payload', ARGV[1])")
+        producer.evalsha(rewrite, 1, keys.job(job.id), "2")
+    with conveyor.SyncQueue(queue_name, url=url_for(server, "conveyor-dashboard")) as board:
+        rewritten = board.get_job(job.id)
+        assert rewritten is not None and rewritten.payload == 2
+        assert rewritten.state is conveyor.JobState.WAITING  # and it was not taken
+
+
+def test_the_dashboard_reads_again_once_any_caller_reloaded_the_scripts(
+    server: ServerProcess, queue_name: str
+) -> None:
+    with conveyor.SyncQueue(queue_name, url=url_for(server, "conveyor-producer")) as queue:
+        queue.enqueue("ok", 1)
+        with server.client() as admin:
+            admin.script_flush()  # as a restart or a failover would
+        with conveyor.SyncQueue(queue_name, url=url_for(server, "conveyor-dashboard")) as board:
+            with pytest.raises(redis.ResponseError, match="script\\|load"):
+                board.counts()  # it may not load the script it needs
+            queue.enqueue("ok", 2)  # one call meets NOSCRIPT and loads every script
+            assert board.counts().waiting == 2
+            assert len(board.list_jobs("waiting")) == 2
+            assert board.dead_letters.list().jobs == []

@@ -173,7 +173,7 @@ def test_status_lists_every_queue_and_checks_the_server(queue: conveyor.SyncQueu
         ["pause", "q"],
         ["resume", "q"],
         ["drain", "q"],
-        ["worker", "tests.cli_app:worker"],
+        ["worker", "tests.cli_app:worker", "--startup-timeout", "0"],
     ],
     ids=lambda args: args[0],
 )
@@ -277,9 +277,60 @@ def test_process_options_on_the_command_line_reach_the_worker(
     assert cli_app.threaded.handlers["shout"].process is False  # the loaded worker's own choice
     options = built.options
     assert (options.process_handlers, options.processes, options.max_jobs_per_child) == (
-        True, 2, 50,
+        True,
+        2,
+        50,
     )
     assert options.max_child_memory == 256 * 1024 * 1024
     assert options.child_init == "tests.process_handlers"
     refused = run("worker", "tests.cli_app:threaded", "--processes", "0")
     assert refused.exit_code == 2 and "--processes" in refused.stderr
+
+
+def test_worker_grace_and_startup_timeout_reach_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[conveyor.Worker] = []
+    monkeypatch.setattr(conveyor.Worker, "run", lambda self: started.append(self))
+    result = run("worker", "tests.cli_app:worker", "--grace", "2.5", "--startup-timeout", "40")
+    assert result.exit_code == 0, result.output
+    (built,) = started
+    assert (built.options.shutdown_grace, built.options.startup_timeout) == (2.5, 40.0)
+    defaults_kept = run("worker", "tests.cli_app:worker")
+    assert defaults_kept.exit_code == 0, defaults_kept.output
+    assert started[1].options.shutdown_grace == cli_app.worker.options.shutdown_grace
+    assert started[1].options.startup_timeout is None  # waits for the server by default
+    for flag in ("--grace", "--startup-timeout"):
+        for bad in ("-1", "nan", "soon"):
+            refused = run("worker", "tests.cli_app:worker", flag, bad)
+            assert refused.exit_code == 2, (flag, bad, refused.output)
+            assert "Traceback" not in refused.output
+
+
+def test_a_bounded_start_up_wait_exits_1_with_a_clear_message() -> None:
+    result = run("worker", "tests.cli_app:worker", "--url", UNREACHABLE, "--startup-timeout", "0.5")
+    assert result.exit_code == 1, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: cannot reach the Redis/Valkey server at redis://127.0.0.1:1")
+    assert last.endswith("gave up after waiting 0.5s (startup_timeout)")
+    assert "Traceback" not in result.output
+
+
+async def test_sigterm_stops_a_worker_waiting_for_the_server(tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "worker", "tests.cli_app:worker",
+             "--url", UNREACHABLE],
+            cwd=ROOT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+    try:
+        await wait_for(lambda: "waiting until it answers" in log.read_text(), timeout=20)
+        assert proc.poll() is None  # still waiting, not exited
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "stopped before the server was reachable" in log.read_text()

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from click.testing import Result
 
 import conveyor
+from conveyor.cli import main
 from conveyor.cli.dlq import dlq
+from conveyor.keys import partition_for
 from tests.cli_runner import UNREACHABLE, invoke, invoke_json
+from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, wait_for
 from tests.test_dead_letters import make_dead
 
 pytestmark = pytest.mark.timeout(30)
-
 
 
 def run(*args: str, input: str | None = None) -> Result:
@@ -207,6 +211,79 @@ def test_replay_to_another_queue(queue: conveyor.SyncQueue, other: conveyor.Sync
     assert job is not None and job.state is conveyor.JobState.WAITING
 
 
+def test_replay_of_a_corrupted_job_says_why_and_leaves_it_dead(
+    queue: conveyor.SyncQueue, server_url: str
+) -> None:
+    job_id, _ = killed(queue, "send_email", 1, 2)
+    client = redis.Redis.from_url(server_url)
+    client.hdel(queue.keys.job(job_id), "band")
+    result = run("replay", queue.name, "--all", "--yes")
+    assert result.exit_code == 1
+    assert "Replayed 1 dead job." in result.stdout
+    assert "1 dead job refused, left dead:" in result.stderr
+    assert f"  {job_id}: band must be an integer in " in result.stderr
+    assert "Traceback" not in result.output
+    assert client.zscore(queue.keys.key("dead"), job_id) is not None
+    assert dead_ids(queue) == {job_id}
+    refused = invoke(dlq, "replay", queue.name, job_id, "--json")
+    assert refused.exit_code == 1
+    assert list(json.loads(refused.stdout)["refused"]) == [job_id]
+    client.close()
+
+
+async def test_replay_to_a_partitioned_and_to_a_new_queue_is_served_and_listed(
+    server_url: str, queue_name: str
+) -> None:
+    source = conveyor.SyncQueue(queue_name, url=server_url)
+    sharded = conveyor.Queue(f"{queue_name}-sharded", url=server_url, partitions=3)
+    fresh = conveyor.Queue(f"{queue_name}-fresh", url=server_url)  # never used before
+    try:
+        await sharded.counts()  # declares its 3 partitions
+        keyed = source.enqueue("send_email", {"n": 0}, partition_key="tenant-7")
+        plain = [source.enqueue("send_email", {"n": n}) for n in range(1, 5)]
+        for job in [keyed, *plain]:
+            assert source.dead_letters.kill(job.id)
+
+        to_sharded = run("replay", queue_name, "--name", "send_email", "--to", sharded.name,
+                         "--yes")  # fmt: skip
+        assert to_sharded.exit_code == 0, to_sharded.output
+        assert "Replayed 5 dead jobs" in to_sharded.stdout
+        for job in [keyed, *plain]:  # each on the partition its key (or id) maps to
+            copy = await sharded.get_job(job.id)
+            assert copy is not None and copy.state is conveyor.JobState.WAITING
+            home = partition_for("tenant-7" if job is keyed else job.id, 3)
+            assert copy.queue == f"{sharded.name}~{home}"
+        assert (await sharded.counts()).waiting == 5
+
+        (last,) = killed(source, "send_email", {"n": 5})
+        to_fresh = run("replay", queue_name, last, "--to", fresh.name)
+        assert to_fresh.exit_code == 0, to_fresh.output
+        listed = [q["queue"] for q in invoke_json(main, "status")["queues"]]
+        assert sharded.name in listed and fresh.name in listed
+
+        for target, n in ((sharded, 5), (fresh, 1)):
+            worker = conveyor.Worker(target.name, url=server_url, options=WORKER_TEST_OPTIONS)
+
+            @worker.handler
+            async def send_email(ctx: conveyor.JobContext, payload: Any) -> Any:
+                return payload
+
+            async with RunningWorker(worker):
+                await wait_for(lambda t=target, n=n: _completed(t, n))
+        status = {q["queue"]: q for q in invoke_json(main, "status")["queues"]}
+        assert status[sharded.name]["completed"] == 5 and status[fresh.name]["completed"] == 1
+    finally:
+        source.obliterate(force=True)
+        source.close()
+        for q in (sharded, fresh):
+            await q.obliterate(force=True)
+            await q.close()
+
+
+async def _completed(queue: conveyor.Queue, n: int) -> bool:
+    return (await queue.counts()).completed == n
+
+
 def test_drop_older_than_and_all(queue: conveyor.SyncQueue) -> None:
     first, second, third = killed(queue, "send_email", 1, 2, 3)
 
@@ -251,7 +328,31 @@ def test_export_then_import_round_trip(queue: conveyor.SyncQueue, tmp_path: Path
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_text("this is not json\n")
     refused = run("import", queue.name, str(garbage))
-    assert refused.exit_code == 1 and "is not a dead-letter export" in refused.stderr
+    assert refused.exit_code == 1 and "1 bad record, nothing imported" in refused.stderr
+    assert "line 1: not valid JSON: JSON is malformed" in refused.stderr
+
+
+def test_export_refuses_to_overwrite_without_force(
+    queue: conveyor.SyncQueue, tmp_path: Path
+) -> None:
+    killed(queue, "send_email", {"n": 1})
+    backup = tmp_path / "dead.jsonl"
+    backup.write_text("precious\n")
+    refused = run("export", queue.name, str(backup))
+    assert refused.exit_code == 1
+    assert refused.stderr.strip() == f"Error: {backup} exists; pass --force to overwrite it"
+    assert backup.read_text() == "precious\n"
+    with pytest.raises(FileExistsError):
+        queue.dead_letters.export(backup)
+    assert backup.read_text() == "precious\n"
+
+    forced = run("export", queue.name, str(backup), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "Exported 1 dead job" in forced.stdout
+    assert len(backup.read_text().splitlines()) == 1 and "precious" not in backup.read_text()
+    nowhere = run("export", queue.name, str(tmp_path / "no-such-dir" / "dead.jsonl"))
+    assert nowhere.exit_code == 1 and "Traceback" not in nowhere.output
+    assert nowhere.stderr.startswith("Error: cannot write ")
 
 
 def test_kill(queue: conveyor.SyncQueue) -> None:

@@ -9,6 +9,7 @@ write, and clients passed in by the application.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -133,8 +134,14 @@ async def test_a_durable_enqueue_waits_on_the_node_that_took_the_write(
     assert len({_node_of(raw, q.name) for q in queues[:6]}) > 1
 
 
+def _blocked_clients(raw: redis.cluster.RedisCluster) -> int:
+    """Clients blocked in a command (BLPOP here), on all the nodes together."""
+    infos = raw.info("clients", target_nodes=redis.cluster.RedisCluster.ALL_NODES)
+    return sum(int(info["blocked_clients"]) for info in infos.values())
+
+
 async def test_blocked_workers_wake_on_every_shard(
-    cluster_url: str, queues: list[conveyor.Queue]
+    cluster_url: str, queues: list[conveyor.Queue], raw: redis.cluster.RedisCluster
 ) -> None:
     started: dict[str, float] = {}
     options = conveyor.WorkerOptions(concurrency=4, idle_block=5.0, lock_ttl=2.0,
@@ -145,8 +152,10 @@ async def test_blocked_workers_wake_on_every_shard(
     async def mark(ctx: conveyor.JobContext, payload: str) -> None:
         started[payload] = asyncio.get_running_loop().time()
 
+    before = _blocked_clients(raw)
     async with RunningWorker(worker):
-        await asyncio.sleep(0.5)  # every fetcher is now blocked on its queue's marker
+        # Every fetcher is blocked on its queue's marker, on the node serving that queue.
+        await wait_for(lambda: _blocked_clients(raw) >= before + 6, timeout=30)
         loop = asyncio.get_running_loop()
         for queue in queues[:6]:
             sent = loop.time()
@@ -178,8 +187,9 @@ async def test_clients_passed_in_by_the_application(cluster_url: str, names: lis
 
 
 async def test_a_whole_cluster_restart_fails_fast_then_everyone_recovers(
-    tmp_path: Path, queue_name: str
+    tmp_path: Path, queue_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="conveyor")
     ran: list[int] = []
     with servers.local_cluster(tmp_path / "own") as cluster:
         worker = conveyor.Worker(queue_name, url=cluster.url, options=WORKER_TEST_OPTIONS)
@@ -196,7 +206,8 @@ async def test_a_whole_cluster_restart_fails_fast_then_everyone_recovers(
             with pytest.raises(conveyor.ServerUnavailable, match="redis\\+cluster://"):
                 await queue.enqueue("add", 2)
             assert time.monotonic() - started < 10
-            await asyncio.sleep(1.0)  # the worker's fetches fail meanwhile, with backoff
+            # The worker's fetches fail meanwhile, with backoff: wait until it said so.
+            await wait_for(lambda: "retrying with backoff" in caplog.text, timeout=30)
             for node in cluster.nodes:
                 node.start()
             await wait_for(lambda: _enqueued(queue, 3), timeout=30)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 import conveyor
 from conveyor import DeadFilter, DeadReason, JobContext, JobState, dlq_ops
@@ -243,3 +244,52 @@ async def test_a_job_that_stalls_too_often_goes_dead(
     assert dead.dead_reason is DeadReason.TOO_MANY_STALLS and dead.stalls == 4
     assert dead.history[-1].cause is conveyor.AttemptCause.STALLED
     assert dead.history[-1].worker == "dead-worker"
+
+
+async def test_replay_leaves_a_corrupted_dead_job_dead_and_says_why(
+    queue: conveyor.Queue, server_url: str
+) -> None:
+    ids = []
+    for n in range(5):
+        job = await queue.enqueue("fixed", n)
+        assert await queue.dead_letters.kill(job.id)
+        ids.append(job.id)
+    client = redis.asyncio.Redis.from_url(server_url)
+    bandless, far_band, no_attempts, bad_options, good = ids
+    await client.hdel(queue.keys.job(bandless), "band")  # an import from before the checks
+    await client.hset(queue.keys.job(far_band), "band", str(-9 * 10**18))
+    await client.hset(queue.keys.job(no_attempts), "max_attempts", "0")
+    await client.hset(queue.keys.job(bad_options), "options", "nope")
+    broken = {
+        bandless: "band must be an integer in",
+        far_band: "not '-9000000000000000000'",
+        no_attempts: "max_attempts must be an integer in 1..",
+        bad_options: "options",
+    }
+
+    async def still_dead() -> None:
+        for job_id in broken:  # dead, and listed in the dead set: visible, never lost
+            assert await client.hget(queue.keys.job(job_id), "state") == b"dead"
+            assert await client.zscore(queue.keys.key("dead"), job_id) is not None
+        assert (await queue.counts()).dead == len(broken)
+
+    result = await queue.dead_letters.replay(all=True)
+    assert (result.matched, result.moved, result.ids) == (5, 1, [good])
+    assert set(result.refused) == set(broken)
+    for job_id, why in broken.items():
+        assert why in result.refused[job_id], result.refused[job_id]
+    assert "not missing" in result.refused[bandless]
+    await still_dead()
+    assert (await queue.counts()).waiting == 1
+
+    other = conveyor.Queue(f"{queue.name}-retry", url=server_url)
+    try:  # a move to another queue checks the same fields, and leaves them dead too
+        moved = await queue.dead_letters.replay(all=True, to=other.name)
+        assert moved.moved == 0 and set(moved.refused) == set(broken)
+        assert "band" in moved.refused[bandless] and "options" in moved.refused[bad_options]
+        await still_dead()
+        assert (await other.counts()).waiting == 0
+    finally:
+        await other.obliterate(force=True)
+        await other.close()
+        await client.aclose()

@@ -1,4 +1,4 @@
-"""The examples in the README run as written."""
+"""The programs in examples/ run as written (the README's own code blocks: test_readme.py)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""The code stays typed and linted: mypy --strict and ruff run as part of the suite."""
+"""The code stays typed and linted: mypy --strict and ruff run as part of the suite; and the
+suite cannot pass in CI by skipping what it could not run."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -34,3 +36,16 @@ def test_ruff_is_clean() -> None:
         cwd=ROOT, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("ci", "outcome"), [("true", "1 error"), ("", "1 skipped")])
+def test_browser_tests_fail_in_ci_when_chromium_is_missing(ci: str, outcome: str) -> None:
+    env = {**os.environ, "CI": ci, "CONVEYOR_TEST_CHROMIUM": "/nonexistent/chromium"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+         "tests/dashboard/test_browser.py::test_pause_and_resume"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=100, check=False,
+    )  # fmt: skip
+    assert outcome in done.stdout, done.stdout + done.stderr
+    assert "the browser tests need Debian's chromium" in done.stdout

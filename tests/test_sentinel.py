@@ -56,7 +56,7 @@ async def test_jobs_and_workers_follow_a_forced_failover(
         old_primary = group.current_primary_port()
         assert old_primary == group.primary.port
         producing = asyncio.create_task(_enqueue_replicated(queue, range(40, 200), confirmed))
-        await asyncio.sleep(0.3)
+        await wait_for(lambda: len(confirmed) >= 45)  # the failover lands mid-stream
         with group.sentinel.client() as sentinel:
             assert sentinel.execute_command("SENTINEL", "FAILOVER", group.service)
         await wait_for(lambda: group.current_primary_port() == group.replica.port, timeout=30)

@@ -8,7 +8,6 @@ Debian's ``redis-server`` when it is missing, and in CI a missing one fails the 
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import redis.asyncio
 
 import conveyor
 from conveyor import connection
-from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, wait_for
+from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, missing, wait_for
 from tests.servers import (
     Certificates,
     ServerProcess,
@@ -33,10 +32,7 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def _needs(thing: str) -> NoReturn:
-    message = f"TLS tests need {thing}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (.ci/run installs it)")
-    pytest.skip(message)
+    missing(f"TLS tests need {thing}")
 
 
 @pytest.fixture(scope="module")

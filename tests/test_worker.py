@@ -13,6 +13,7 @@ import redis
 import conveyor
 from conveyor import AttemptCause, DeadReason, Fixed, Immediate, JobContext, JobState
 from conveyor.keys import QueueKeys
+from conveyor.worker import calls
 from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, wait_for
 
 
@@ -217,10 +218,20 @@ async def test_a_sync_handler_timeout_fails_the_attempt_and_keeps_the_slot_busy(
 
 
 async def test_a_paused_queue_starts_nothing_until_resumed(
-    queue: conveyor.Queue, server_url: str
+    queue: conveyor.Queue, server_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     worker = make_worker(queue, server_url)
     ran: list[str] = []
+    fetched: list[int] = []  # the jobs each fetch of this queue took
+    parse_fetch = calls.parse_fetch
+
+    def counted(queue_name: str, reply: Any) -> calls.Fetched:
+        result = parse_fetch(queue_name, reply)
+        if queue_name == queue.name:
+            fetched.append(len(result.claims))
+        return result
+
+    monkeypatch.setattr(calls, "parse_fetch", counted)
 
     @worker.handler
     async def work(ctx: JobContext, payload: None) -> None:
@@ -228,12 +239,12 @@ async def test_a_paused_queue_starts_nothing_until_resumed(
 
     await queue.pause()
     async with RunningWorker(worker):
+        await wait_for(lambda: fetched)
         job = await queue.enqueue("work", None)
-        await wait_for(lambda: _counts_workers(queue))
-        # Let the worker see the paused queue at least twice (each idle wait is 0.2 s).
-        for _ in range(3):
-            await asyncio.sleep(0.2)
-        assert not ran and (await queue.counts()).waiting == 1
+        seen = len(fetched)
+        # The worker looks at the paused queue at least twice after the job is there.
+        await wait_for(lambda: len(fetched) >= seen + 2)
+        assert not ran and not any(fetched) and (await queue.counts()).waiting == 1
         await queue.resume()
         await wait_for(lambda: in_state(queue, job.id, JobState.COMPLETED))
 

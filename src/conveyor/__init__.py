@@ -4,6 +4,7 @@ from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
 from conveyor.errors import (
     ConfigurationError,
     ConveyorError,
+    DeadImportError,
     EmbeddedServerError,
     JobCancelled,
     JobFailed,
@@ -39,6 +40,7 @@ __all__ = [
     "ConveyorError",
     "Counts",
     "DeadFilter",
+    "DeadImportError",
     "DeadPage",
     "DeadReason",
     "Dedup",

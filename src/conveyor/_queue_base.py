@@ -9,7 +9,7 @@ from typing import Any, TypeVar, cast
 from conveyor import defaults, ops, partitions, results, schedules
 from conveyor.errors import JobNotFound, QueueBusyError
 from conveyor.job import Job
-from conveyor.keys import QueueKeys, logical_name
+from conveyor.keys import QueueKeys
 from conveyor.ops import Dedup, Durable, JobSpec, Op, QueueOptions
 from conveyor.partitions import Spreader
 from conveyor.retry import Backoff
@@ -44,12 +44,8 @@ class QueueBase:
 
     def _setup_op(self) -> Op[None]:
         """Register the queue and find its partitions (declaring them if asked)."""
-        _, count = yield from partitions.gather([
-            ops.register_queue(logical_name(self.name)),  # a partition registers its queue
-            partitions.resolve(self.name, self.declared_partitions),
-        ])  # fmt: skip
-        self.parts = partitions.keys_of(self.name, count)
-        self._spreader = Spreader(count)
+        self.parts = yield from partitions.register(self.name, self.declared_partitions)
+        self._spreader = Spreader(len(self.parts))
 
     @property
     def partitioned(self) -> bool:

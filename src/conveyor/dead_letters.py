@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conveyor import codec, dlq_ops, partitions
+from conveyor import codec, dlq_ops, dlq_records, partitions
 from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
-from conveyor.keys import QueueKeys
 
 if TYPE_CHECKING:
     from conveyor.queue import Queue
@@ -45,7 +44,10 @@ class DeadLetters:
         """Move dead jobs back to waiting with a fresh attempt budget (ids, filter or all).
 
         ``rate`` bounds how many jobs per second are moved; ``to`` enqueues them on another
-        queue instead; ``payload`` replaces the payload of a single job (fix, then replay).
+        queue instead (registered, and on the partition each job's partition key or id maps
+        to if it is partitioned); ``payload`` replaces the payload of a single job (fix, then
+        replay). A job whose stored fields a worker could not run stays dead: the result's
+        ``refused`` says why.
         """
         queue = self.queue
         parts = await queue._parts()
@@ -54,10 +56,12 @@ class DeadLetters:
                 raise ValueError("an edited payload replays exactly one job: pass ids=[id]")
             data = codec.encode(payload, limit=queue.options.max_payload_bytes)
             ((keys, _),) = await queue._run(partitions.dead_select(parts, ids, None, False))
-            replayed = await queue._run(dlq_ops.replay(keys, queue.options, ids, data))
-            return BulkResult(1, len(replayed), replayed, dry_run=False)
+            replayed, refused = await queue._run(dlq_ops.replay(keys, queue.options, ids, data))
+            return BulkResult(1, len(replayed), replayed, refused=refused)
         chosen = await queue._run(partitions.dead_select(parts, ids, where, all))
-        target = QueueKeys(to) if to else None
+        target = None
+        if to is not None and to != queue.name and chosen and not dry_run:
+            target = await queue._run(partitions.register(to))  # visible, and its partitions
         done = [
             await queue._run(
                 dlq_ops.bulk_replay(
@@ -95,27 +99,36 @@ class DeadLetters:
             queue._by_id(job_id, lambda keys: dlq_ops.kill(keys, queue.options, job_id), False)
         )
 
-    async def export(self, path: str | Path, where: DeadFilter | None = None) -> int:
-        """Write matching dead jobs to ``path`` as JSON lines; returns how many."""
+    async def export(
+        self, path: str | Path, where: DeadFilter | None = None, *, overwrite: bool = False
+    ) -> int:
+        """Write matching dead jobs to ``path`` as JSON lines; returns how many.
+
+        An existing file is refused (``FileExistsError``) unless ``overwrite``.
+        """
         parts = await self.queue._parts()
         filter_ = where or DeadFilter()
         each = await self.queue._run(
             partitions.gather([dlq_ops.export_lines(keys, filter_) for keys in parts])
         )
-        with open(path, "wb") as out:
+        with open(path, "wb" if overwrite else "xb") as out:
             for lines in each:
                 for line in lines:
                     out.write(line + b"\n")
         return sum(len(lines) for lines in each)
 
     async def import_(self, path: str | Path) -> int:
-        """Read jobs exported by :meth:`export` back into this dead-letter set."""
+        """Read jobs exported by :meth:`export` back into this dead-letter set.
+
+        Every record is checked before anything is written: if any is bad,
+        :class:`~conveyor.DeadImportError` names each bad line and nothing is imported.
+        The jobs are then written in batches (up to 500 jobs of one partition), each one
+        atomic step; a job whose id exists is skipped, so an interrupted import can simply
+        be run again. Returns how many jobs were imported.
+        """
+        jobs = dlq_records.read_file(path, self.queue.options)
+        parts = await self.queue._parts()
         imported = 0
-        with open(path, "rb") as lines:
-            for line in lines:
-                if line.strip():
-                    parts = await self.queue._parts()
-                    keys = partitions.import_target(parts, line)
-                    op = dlq_ops.import_line(keys, self.queue.options, line)
-                    imported += await self.queue._run(op)
+        for keys, batch in partitions.import_batches(parts, jobs):
+            imported += await self.queue._run(dlq_ops.import_batch(keys, self.queue.options, batch))
         return imported

@@ -6,6 +6,12 @@ from __future__ import annotations
 URL_ENV = "CONVEYOR_URL"
 #: Environment variable naming the embedded server's data folder.
 DATA_DIR_ENV = "CONVEYOR_DATA_DIR"
+#: Environment variables of the HTTP commands: CONVEYOR_<COMMAND>_<OPTION>.
+METRICS_TOKEN_ENV = "CONVEYOR_METRICS_TOKEN"
+DASHBOARD_TOKEN_ENV = "CONVEYOR_DASHBOARD_TOKEN"
+DASHBOARD_BASIC_AUTH_ENV = "CONVEYOR_DASHBOARD_BASIC_AUTH"
+#: The exporter's token variable before the scheme above; still read, with a warning.
+METRICS_TOKEN_ENV_OLD = "CONVEYOR_TOKEN"
 #: Prefix of every key Conveyor writes.
 KEY_PREFIX = "conveyor"
 
@@ -15,6 +21,7 @@ JOB_TIMEOUT = 300.0  # seconds a handler may run before the attempt counts as ti
 PRIORITY = 0
 PRIORITY_MIN = -1000
 PRIORITY_MAX = 1000
+ATTEMPTS_MAX = 1_000_000  # most attempts a job may have (also bounds stalls and replays)
 MAX_PAYLOAD_BYTES = 512 * 1024
 MAX_RESULT_BYTES = 512 * 1024
 MAX_ERROR_MESSAGE_CHARS = 2_000
@@ -23,6 +30,7 @@ MAX_ID_CHARS = 200  # a job id (or a schedule id)
 MAX_NAME_CHARS = 200  # a job (handler) name
 MAX_KEY_CHARS = 1_000  # a group key, a dedup key, a partition key
 MAX_SECONDS = 10 * 365 * 24 * 3600.0  # longest delay, timeout, retention or window (10 years)
+MAX_CLOCK_SKEW = 3600.0  # an imported past time (created, died) may be this far in our future
 
 # Retention (completed and dead jobs are trimmed by count and by age)
 COMPLETED_KEEP_COUNT = 1_000
@@ -60,3 +68,10 @@ DURABLE_TIMEOUT = 1.0
 BACKOFF_BASE = 1.0
 BACKOFF_FACTOR = 2.0
 BACKOFF_CAP = 300.0
+
+# HTTP (the Prometheus exporter and the dashboard)
+HTTP_READ_TIMEOUT = 10.0  # seconds a connection has to deliver a whole request
+HTTP_MAX_CONNECTIONS = 100  # more at once are answered 503
+SCRAPE_TIMEOUT = 8.0  # seconds an exporter scrape may read; past it, conveyor_up is 0
+API_MAX_BODY_BYTES = 1024 * 1024  # largest dashboard API or form request body
+API_MAX_IDS = 10_000  # most job ids one dashboard request may name

@@ -8,18 +8,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from conveyor import codec
+from conveyor import defaults, dlq_records
+from conveyor.dlq_records import CheckedJob, record_line
 from conveyor.job import DeadReason, Job, job_from_hash
-from conveyor.keys import QueueKeys, partition_for
-from conveyor.ops import Command, JobSpec, Op, Pause, QueueOptions, call, enqueue_many
+from conveyor.keys import QueueKeys, job_partition, partition_for
+from conveyor.ops import (
+    Command,
+    JobSpec,
+    Op,
+    Pause,
+    QueueOptions,
+    call,
+    enqueue_many,
+    priority_band,
+)
 
 SCAN = 1000  # dead-set entries one list call looks at, at most
-BATCH = 500  # jobs one replay or drop call moves, at most
+BATCH = 500  # jobs one replay, drop or import call moves, at most
+IMPORT_BYTES = 16 * 1024 * 1024  # and at most about this much data per import call
 
 
 @dataclass(frozen=True)
@@ -51,12 +62,21 @@ class DeadPage:
 
 @dataclass(frozen=True)
 class BulkResult:
-    """What a bulk replay or drop did (or, with ``dry_run``, would do)."""
+    """What a bulk replay or drop did (or, with ``dry_run``, would do).
+
+    ``refused`` maps the id of each dead job a replay left dead to why: a field that a
+    worker could not run or that could not be placed in the queue.
+    """
 
     matched: int
     moved: int
     ids: list[str]
     dry_run: bool = False
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+#: What one replay or move batch did: the ids moved, and the ids refused with why.
+Moved = tuple[list[str], dict[str, str]]
 
 
 def list_dead(keys: QueueKeys, where: DeadFilter, cursor: int = 0, limit: int = 50) -> Op[DeadPage]:
@@ -87,42 +107,63 @@ def matching_ids(keys: QueueKeys, where: DeadFilter) -> Op[list[str]]:
 
 def replay(
     keys: QueueKeys, options: QueueOptions, ids: Sequence[str], payload: bytes | None = None
-) -> Op[list[str]]:
-    """Replay these dead jobs (one batch); ``payload`` replaces the stored one (one id only)."""
+) -> Op[Moved]:
+    """Replay these dead jobs (one batch); ``payload`` replaces the stored one (one id only).
+
+    The script checks each job's fields before its first write; a job it refuses stays dead.
+    """
     if payload is not None and len(ids) != 1:
         raise ValueError("an edited payload replays exactly one job")
     args: list[Any] = []
     for job_id in ids:
         args += (job_id, payload if payload is not None else "")
-    (replayed,) = yield [call("replay_dead", keys, options.events_maxlen, *args)]
-    return [raw.decode() for raw in replayed]
+    (reply,) = yield [call("replay_dead", keys, options.events_maxlen, *_REPLAY_LIMITS, *args)]
+    replayed, refused = reply
+    pairs = zip(refused[::2], refused[1::2], strict=True)
+    return [raw.decode() for raw in replayed], {key.decode(): why.decode() for key, why in pairs}
+
+
+#: The ranges replay_dead checks: band, priority and max_attempts (from :mod:`defaults`).
+_REPLAY_LIMITS = (
+    priority_band(defaults.PRIORITY_MAX), priority_band(defaults.PRIORITY_MIN),
+    defaults.PRIORITY_MIN, defaults.PRIORITY_MAX, defaults.ATTEMPTS_MAX,
+)  # fmt: skip
 
 
 def move(
-    keys: QueueKeys, options: QueueOptions, target: QueueKeys, ids: Sequence[str]
-) -> Op[list[str]]:
-    """Enqueue copies of these dead jobs on ``target`` (same ids), then drop the originals.
+    keys: QueueKeys, options: QueueOptions, targets: Sequence[QueueKeys], ids: Sequence[str]
+) -> Op[Moved]:
+    """Enqueue copies of these dead jobs on the queue made of ``targets`` (its partitions;
+    same ids, each on the partition its partition key or id maps to), then drop the originals.
 
-    The copy comes first and is idempotent (same id), so an interruption at any point
-    leaves the job in at least one place, and running the move again finishes it.
+    Each job is checked first; one that could not run stays dead (refused, with why). The
+    copy comes first and is idempotent (same id, same partition), so an interruption at any
+    point leaves the job in at least one place, and running the move again finishes it.
     """
-    if target.queue == keys.queue:
+    if [target.queue for target in targets] == [keys.queue]:
         return (yield from replay(keys, options, ids))
     replies = yield [Command(("HGETALL", keys.job(job_id))) for job_id in ids]
-    found = [(job_id, fields) for job_id, fields in zip(ids, replies, strict=True) if fields]
-    specs = [
-        JobSpec(fields[b"name"].decode(), codec.decode(fields[b"payload"]), id=job_id,
-                attempts=int(fields.get(b"max_attempts") or options.max_attempts),
-                meta=codec.decode(fields[b"options"]) if fields.get(b"options") else {})
-        for job_id, fields in found
-    ]  # fmt: skip
-    if not specs:
-        return []
-    yield from enqueue_many(target, specs, options)
-    yield [Command(("HSET", target.job(job_id), "history", fields.get(b"history") or b""))
-           for job_id, fields in found]  # fmt: skip
-    yield from drop(keys, options, [job_id for job_id, _ in found])
-    return [job_id for job_id, _ in found]
+    homes: dict[int, list[tuple[JobSpec, bytes]]] = {}
+    refused: dict[str, str] = {}
+    for job_id, fields in zip(ids, replies, strict=True):
+        if fields.get(b"state") != b"dead":
+            continue
+        try:
+            spec = dlq_records.stored_spec(fields, options)
+        except ValueError as exc:
+            refused[job_id] = " ".join(str(exc).split())
+            continue
+        home = job_partition(len(targets), spec.partition_key, spec.id) or 0
+        homes.setdefault(home, []).append((spec, fields.get(b"history") or b""))
+    moved: list[str] = []
+    for home, jobs in sorted(homes.items()):
+        target = targets[home]
+        yield from enqueue_many(target, [spec for spec, _ in jobs], options)
+        yield [Command(("HSET", target.job(spec.id or ""), "history", history))
+               for spec, history in jobs]  # fmt: skip
+        moved += [spec.id or "" for spec, _ in jobs]
+    yield from drop(keys, options, moved)
+    return moved, refused
 
 
 def drop(keys: QueueKeys, options: QueueOptions, ids: Sequence[str]) -> Op[int]:
@@ -148,25 +189,20 @@ def export_lines(keys: QueueKeys, where: DeadFilter) -> Op[list[bytes]]:
         (reply,) = yield [call("list_dead", keys, position, SCAN, SCAN, 0, *where.args())]
         for flat in reply[1:]:
             fields = {k.decode(): v.decode() for k, v in zip(flat[::2], flat[1::2], strict=True)}
-            lines.append(codec.encode({"queue": keys.queue, "fields": fields}))
+            lines.append(record_line(keys.queue, fields))
         if int(reply[0]) < 0:
             return lines
         position = int(reply[0])
 
 
-def import_line(keys: QueueKeys, options: QueueOptions, line: bytes) -> Op[bool]:
-    """Put one exported line back into the dead-letter set; ``False`` if the id existed."""
-    record = codec.decode(line)
-    fields: dict[str, str] = record["fields"]
-    died = int(fields.get("finished_ms") or time.time() * 1000)
-    flat: list[str] = []
-    for field, value in fields.items():
-        flat += (field, value)
+def import_batch(keys: QueueKeys, options: QueueOptions, jobs: Sequence[CheckedJob]) -> Op[int]:
+    """Write checked dead jobs (one batch, one atomic step); returns how many were new."""
+    if not jobs:
+        return 0
     keep = round(options.dead_keep_age * 1000)
-    (reply,) = yield [
-        call("import_dead", keys, options.events_maxlen, keep, fields["id"], died, *flat)
-    ]
-    return bool(reply)
+    packed = [msgspec.msgpack.encode([job.id, job.died_ms, *job.fields]) for job in jobs]
+    (reply,) = yield [call("import_dead", keys, options.events_maxlen, keep, *packed)]
+    return int(reply)
 
 
 def select(
@@ -192,29 +228,33 @@ def bulk_replay(
     options: QueueOptions,
     ids: list[str],
     *,
-    target: QueueKeys | None = None,
+    target: Sequence[QueueKeys] | None = None,
     rate: float | None = None,
     dry_run: bool = False,
 ) -> Op[BulkResult]:
-    """Replay (or move to ``target``) these dead jobs in batches, at most ``rate`` per second."""
+    """Replay (or move to ``target``, a queue's partitions) these dead jobs in batches, at
+    most ``rate`` per second."""
     if dry_run:
         return BulkResult(len(ids), 0, ids, dry_run=True)
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive")
     size = BATCH if rate is None else max(1, min(BATCH, int(rate)))
     moved: list[str] = []
+    refused: dict[str, str] = {}
     started = time.monotonic()
     for start in range(0, len(ids), size):
         batch = ids[start : start + size]
         if target is not None:
-            moved += yield from move(keys, options, target, batch)
+            done, left = yield from move(keys, options, target, batch)
         else:
-            moved += yield from replay(keys, options, batch)
+            done, left = yield from replay(keys, options, batch)
+        moved += done
+        refused.update(left)
         if rate is not None and start + size < len(ids):
             ahead = (start + size) / rate - (time.monotonic() - started)
             if ahead > 0:
                 yield Pause(ahead)
-    return BulkResult(len(ids), len(moved), moved)
+    return BulkResult(len(ids), len(moved), moved, refused=refused)
 
 
 def bulk_drop(

@@ -23,6 +23,24 @@ class PayloadError(ConveyorError, ValueError):
     """A payload or result is not JSON, or is larger than the configured limit."""
 
 
+class DeadImportError(ConveyorError, ValueError):
+    """A dead-letter import refused a file (nothing was written); ``problems`` holds each
+    bad record as (line number, what is wrong)."""
+
+    #: At most this many problems are spelled out in the message (all are in ``problems``).
+    SHOWN = 20
+
+    def __init__(self, source: str, problems: list[tuple[int, str]]) -> None:
+        self.problems = problems
+        count = len(problems)
+        lines = [f"{source}: {count} bad record{'' if count == 1 else 's'}, nothing imported:"]
+        lines += [f"  line {number}: {why}" for number, why in problems[: self.SHOWN]]
+        if count > self.SHOWN:
+            rest = ", ".join(str(number) for number, _ in problems[self.SHOWN :])
+            lines.append(f"  and {count - self.SHOWN} more, on lines {rest}")
+        super().__init__("\n".join(lines))
+
+
 class JobNotFound(ConveyorError, LookupError):
     """No job with that id exists in the queue."""
 

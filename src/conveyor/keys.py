@@ -69,6 +69,18 @@ def partition_for(value: str, count: int) -> int:
     return zlib.crc32(value.encode()) % count
 
 
+def job_partition(count: int, partition_key: str | None, job_id: str | None) -> int | None:
+    """The partition (of ``count``) a job belongs to: its partition key's, else its explicit
+    id's (so a repeated id finds the first job); ``None`` if it has neither."""
+    if count == 1:
+        return 0
+    if partition_key is not None:
+        return partition_for(partition_key, count)
+    if job_id is not None:
+        return partition_for(job_id, count)
+    return None
+
+
 def logical_name(queue: str) -> str:
     """The queue a partition belongs to (a name without a partition number is its own)."""
     return queue.partition(PARTITION_SEPARATOR)[0]

@@ -85,8 +85,18 @@ class QueueMetrics(msgspec.Struct, frozen=True):
         return percentile(self.duration_buckets, fraction)
 
     def per_minute(self, kind: str = "completed") -> list[int]:
-        """One count per minute of the window, oldest first."""
+        """One count per minute of the window, oldest first (the last is the current minute,
+        still counting)."""
         return [getattr(m, kind) for m in self.minutes]
+
+    def completed_last_minute(self) -> int:
+        """Jobs completed in the last full clock minute (the minute before the current one).
+
+        A full minute gives a steady rate: the current minute's count starts again from 0
+        at every minute. This is ``completed_last_minute`` in ``conveyor status`` and in
+        the dashboard.
+        """
+        return self.minutes[-2].completed if len(self.minutes) > 1 else 0
 
 
 def _int(value: Any) -> int:
@@ -94,10 +104,13 @@ def _int(value: Any) -> int:
 
 
 def queue_metrics(keys: QueueKeys, window: float = 3600.0) -> Op[QueueMetrics]:
-    """Read the metrics of one queue over the last ``window`` seconds (two round trips)."""
+    """Read the metrics of one queue over the last ``window`` seconds (two round trips).
+
+    The minutes read are the current one and at least the full minute before it.
+    """
     now = time.time()
     last_minute = int(now // 60)
-    minutes = list(range(last_minute - max(1, int(window // 60)) + 1, last_minute + 1))
+    minutes = list(range(last_minute - max(2, int(window // 60)) + 1, last_minute + 1))
     fixed: list[Call] = [
         call("counts", keys),
         Command(("HMGET", keys.key("meta"), "completed_total", "failed_total", "dead_total")),

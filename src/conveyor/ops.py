@@ -229,6 +229,8 @@ def job_args(
     backoff = spec.backoff or options.backoff
     if backoff is not None:
         stored["backoff"] = msgspec.to_builtins(backoff)
+    if spec.partition_key is not None:  # kept, so a move to another queue keeps it too
+        stored["partition_key"] = spec.partition_key
     run_at_ms = _ms(spec.run_at) if spec.run_at is not None else 0
     keep = "" if spec.retention is None else str(_ms(spec.retention))
     delay = spec.delay
@@ -405,6 +407,10 @@ class Counts(msgspec.Struct, frozen=True):
     paused: bool
     workers: int
     cancelled: int = 0
+
+    def per_state(self) -> dict[JobState, int]:
+        """The number of jobs in each state, for every :class:`JobState` in lifecycle order."""
+        return {state: getattr(self, state.value) for state in JobState}
 
 
 def parse_counts(reply: Sequence[Any]) -> Counts:

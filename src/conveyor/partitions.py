@@ -20,12 +20,19 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from conveyor import codec, dlq_ops, ops
+from conveyor import dlq_ops, ops
 from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
+from conveyor.dlq_records import CheckedJob
 from conveyor.errors import ConveyorError
 from conveyor.events import Event, read_events, read_streams
 from conveyor.job import Job, JobState
-from conveyor.keys import PARTITIONS, QueueKeys, logical_name, partition_for, partition_name
+from conveyor.keys import (
+    PARTITIONS,
+    QueueKeys,
+    job_partition,
+    logical_name,
+    partition_name,
+)
 from conveyor.metrics import MinuteStats, QueueMetrics, queue_metrics
 from conveyor.ops import Call, Command, Counts, JobSpec, Op, Pause
 
@@ -81,6 +88,16 @@ def resolve(queue: str, declared: int | None) -> Op[int]:
 _STATES = ("waiting", "delayed", "active", "dead")
 
 
+def register(queue: str, declared: int | None = None) -> Op[list[QueueKeys]]:
+    """Record ``queue`` among the known queues and find (or declare) its partitions: what a
+    queue does when it first connects, and what jobs moved to a queue need."""
+    _, count = yield from gather([
+        ops.register_queue(logical_name(queue)),  # a partition registers its queue
+        resolve(queue, declared),
+    ])  # fmt: skip
+    return keys_of(queue, count)
+
+
 def layout(queues: Sequence[str]) -> Op[dict[str, int]]:
     """How many partitions each of these queues has (one round trip; 1: not partitioned)."""
     (counts,) = yield [Command(("HMGET", PARTITIONS, *queues))]
@@ -120,13 +137,12 @@ class Spreader:
         self._turn = itertools.count(random.randrange(count))
 
     def choose(self, item: JobSpec | tuple[str, Any]) -> int:
-        if self.count == 1:
-            return 0
         if isinstance(item, JobSpec):
-            if item.partition_key is not None:
-                return partition_for(item.partition_key, self.count)
-            if item.id is not None:
-                return partition_for(item.id, self.count)
+            home = job_partition(self.count, item.partition_key, item.id)
+            if home is not None:
+                return home
+        elif self.count == 1:
+            return 0
         return next(self._turn) % self.count
 
 
@@ -407,15 +423,28 @@ def sum_bulk(each: Sequence[BulkResult], dry_run: bool) -> BulkResult:
         moved=sum(r.moved for r in each),
         ids=[job_id for r in each for job_id in r.ids],
         dry_run=dry_run,
+        refused={job_id: why for r in each for job_id, why in r.refused.items()},
     )
 
 
-def import_target(parts: Sequence[QueueKeys], line: bytes) -> QueueKeys:
-    """The partition an exported dead job goes back to: the one its id maps to."""
-    if len(parts) == 1:
-        return parts[0]
-    job_id = str(codec.decode(line)["fields"]["id"])
-    return parts[partition_for(job_id, len(parts))]
+def import_batches(
+    parts: Sequence[QueueKeys], jobs: Sequence[CheckedJob]
+) -> list[tuple[QueueKeys, list[CheckedJob]]]:
+    """An import's batches: each job goes to the partition its partition key (else its id)
+    maps to, at most :data:`dlq_ops.BATCH` jobs (and about :data:`dlq_ops.IMPORT_BYTES`)
+    per batch."""
+    batches: list[tuple[QueueKeys, list[CheckedJob]]] = []
+    current: dict[int, tuple[list[CheckedJob], int]] = {}  # partition: open batch, its bytes
+    for job in jobs:
+        home = job_partition(len(parts), job.partition_key, job.id) or 0
+        size = sum(len(value) for value in job.fields)
+        batch, used = current.get(home, ([], 0))
+        if not batch or len(batch) >= dlq_ops.BATCH or used + size > dlq_ops.IMPORT_BYTES:
+            batch, used = [], 0
+            batches.append((parts[home], batch))
+        batch.append(job)
+        current[home] = (batch, used + size)
+    return batches
 
 
 def order_of(state: JobState) -> Callable[[Job], Any]:

@@ -1,8 +1,8 @@
 """Runs the operations of :mod:`conveyor.ops` on a redis-py client, async or sync.
 
-Scripts are called by SHA and loaded only when the server answers NOSCRIPT. Errors that
-mean the server is unreachable (or cannot serve right now: a failover, a cluster
-resharding) become :class:`~conveyor.ServerUnavailable`, after waiting for the server as
+Scripts are called by SHA and loaded only when the server answers NOSCRIPT (then all of
+them). Errors that mean the server is unreachable (or cannot serve right now: a failover, a
+cluster resharding) become :class:`~conveyor.ServerUnavailable`, after waiting for the server as
 long as the URL's ``wait_for_server`` allows; coded script errors become Conveyor's
 exceptions. The client may be a single server's, a Sentinel-managed primary's or a
 cluster's: every script call names only keys of one queue, so the cluster client routes
@@ -26,6 +26,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from conveyor import connection
 from conveyor.connection import UNREACHABLE, AsyncClient, SyncClient, unavailable
 from conveyor.errors import ServerUnavailable
+from conveyor.lua import all_script_names, script
 from conveyor.ops import Call, Command, Op, Pause, ScriptCall, translate_error
 
 T = TypeVar("T")
@@ -91,6 +92,18 @@ def _route_keys(calls: Sequence[Call]) -> list[str | None]:
 def _script_key(item: ScriptCall) -> str:
     """The key whose node runs the script (where to load it on a cluster)."""
     return item.keys[0] if item.keys else ""
+
+
+@functools.cache
+def _every_script() -> tuple[str, ...]:
+    """The source of every Conveyor script.
+
+    A server that lost one script lost them all (a restart, a failover, ``SCRIPT FLUSH``), so
+    the first caller to meet NOSCRIPT loads them all: users that may run the scripts but not
+    load them (the read-only dashboard of docs/acl.md) can read again as soon as a worker or
+    producer has made one call on that node.
+    """
+    return tuple(script(name).source for name in all_script_names())
 
 
 def _missing_scripts(calls: Sequence[Call], replies: list[Any]) -> list[int]:
@@ -232,9 +245,8 @@ class AsyncTransport:
             except NoScriptError:
                 assert isinstance(item, ScriptCall)
                 (load_route,) = await self._nodes([_script_key(item)])
-                await self.client.execute_command(
-                    "SCRIPT", "LOAD", item.script.source, **load_route
-                )
+                for source in _every_script():
+                    await self.client.execute_command("SCRIPT", "LOAD", source, **load_route)
                 # The retried call's own error replies are translated like any other.
                 return await self.client.execute_command(*_args(item), **route)
         except ResponseError as exc:
@@ -389,9 +401,8 @@ class SyncTransport:
             except NoScriptError:
                 assert isinstance(item, ScriptCall)
                 (load_route,) = self._nodes([_script_key(item)])
-                self.client.execute_command(  # type: ignore[no-untyped-call]
-                    "SCRIPT", "LOAD", item.script.source, **load_route
-                )
+                for source in _every_script():
+                    self.client.execute_command("SCRIPT", "LOAD", source, **load_route)  # type: ignore[no-untyped-call]
                 # The retried call's own error replies are translated like any other.
                 return self.client.execute_command(*_args(item), **route)  # type: ignore[no-untyped-call]
         except ResponseError as exc:

@@ -93,6 +93,7 @@ def run_worker_until(queue_name: str, url: str, condition: Callable[[], bool]) -
     thread.join(60)
     if errors:
         raise errors[0]
+    assert not thread.is_alive(), "the worker did not stop within 60 s"
 
 
 def make_dead(

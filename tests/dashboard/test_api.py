@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from starlette.testclient import TestClient
 
 import conveyor
-from conveyor import JobState
-from tests.dashboard.conftest import MakeClient, csrf, make_dead
+import conveyor.metrics
+from conveyor import JobState, defaults
+from conveyor.cli import main
+from tests.dashboard.conftest import MakeClient, csrf, make_dead, run_worker_until
 
 
 def test_queues_and_queue_counts(client: TestClient, sync_queue: conveyor.SyncQueue) -> None:
@@ -165,3 +172,82 @@ def test_unknown_queues_are_not_shown(
     assert everything.get("/queues/never-made-xyz").status_code == 404
     only = make_client(queues=["other-queue"])
     assert only.get(f"/api/queues/{sync_queue.name}").status_code == 404
+
+
+def test_api_refuses_non_boolean_flags_and_non_json_bodies(
+    client: TestClient, sync_queue: conveyor.SyncQueue
+) -> None:
+    for _ in range(3):
+        sync_queue.dead_letters.kill(sync_queue.enqueue("job", None).id)
+    drop = f"/api/queues/{sync_queue.name}/dlq/drop"
+    headers = {"x-csrf-token": csrf(client)}
+    for body in ({"all": True, "dry_run": "true"}, {"all": "true"}, {"all": True, "dry_run": 1},
+                 {"all": True, "dry_run": None}):  # fmt: skip
+        refused = client.post(drop, json=body, headers=headers)
+        assert refused.status_code == 400, (body, refused.text)
+        assert "true or false" in refused.json()["error"]
+    form = client.post(drop, data={"all": "true"}, headers=headers)
+    assert form.status_code == 400 and "application/json" in form.json()["error"]
+    form = client.post(drop, data={"all": "true", "csrf_token": headers["x-csrf-token"]})
+    assert form.status_code == 400
+    assert sync_queue.counts().dead == 3  # nothing dropped
+    dry = client.post(drop, json={"all": True, "dry_run": True}, headers=headers)
+    assert dry.status_code == 200 and dry.json()["matched"] == 3
+    assert sync_queue.counts().dead == 3
+
+
+def test_api_caps_the_body_and_the_ids_per_request(
+    client: TestClient, sync_queue: conveyor.SyncQueue
+) -> None:
+    sync_queue.dead_letters.kill(sync_queue.enqueue("job", None).id)
+    drop = f"/api/queues/{sync_queue.name}/dlq/drop"
+    headers = {"x-csrf-token": csrf(client), "content-type": "application/json"}
+    huge = b'{"ids": [' + b'"x",' * (defaults.API_MAX_BODY_BYTES // 4) + b'"x"]}'
+    declared = client.post(drop, content=huge, headers=headers)
+    assert declared.status_code == 413 and "larger than" in declared.json()["error"]
+
+    def chunks() -> Iterator[bytes]:  # sent without a Content-Length
+        for start in range(0, len(huge), 65536):
+            yield huge[start : start + 65536]
+
+    streamed = client.post(drop, content=chunks(), headers=headers)
+    assert streamed.status_code == 413 and "larger than" in streamed.json()["error"]
+    many = client.post(drop, json={"ids": ["x"] * (defaults.API_MAX_IDS + 1)}, headers=headers)
+    assert many.status_code == 400 and f"at most {defaults.API_MAX_IDS}" in many.json()["error"]
+    form = client.post(f"/queues/{sync_queue.name}/dlq/drop",
+                       data={"csrf_token": headers["x-csrf-token"],
+                             "ids": ["x"] * (defaults.API_MAX_IDS + 1)})  # fmt: skip
+    assert form.status_code == 400
+    assert sync_queue.counts().dead == 1
+
+
+def test_completed_last_minute_is_the_last_full_minute_everywhere(
+    client: TestClient, sync_queue: conveyor.SyncQueue, server_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    n = 7
+    ids = [job.id for job in sync_queue.enqueue_many([("ok", i) for i in range(n)])]
+    run_worker_until(sync_queue.name, server_url, lambda: sync_queue.counts().completed == n)
+    finished = [sync_queue.get_job(job_id) for job_id in ids]
+    minutes = Counter(int(job.finished_at // 60) for job in finished if job and job.finished_at)
+    assert sum(minutes.values()) == n
+    last = max(minutes)
+    # The per-minute totals add up to the jobs completed.
+    window = sync_queue.metrics(window=600).minutes
+    assert {m.minute: m.completed for m in window if m.completed} == dict(minutes)
+
+    # One minute on, the minute they finished in is the last full minute.
+    clock = SimpleNamespace(time=lambda: (last + 1) * 60 + 30.0)
+    monkeypatch.setattr(conveyor.metrics, "time", clock)
+    expected = minutes[last]  # n, unless the jobs straddled a minute boundary
+    status = CliRunner().invoke(main, ["status", sync_queue.name, "--url", server_url, "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.output)["queues"][0]["completed_last_minute"] == expected
+    (summary,) = client.get("/api/queues").json()["queues"]
+    assert summary["completed_last_minute"] == expected
+    assert client.get(f"/api/queues/{sync_queue.name}").json()["completed_last_minute"] == expected
+    assert f'data-field="completed_last_minute">{expected}<' in client.get("/").text
+    # While that minute is still the current one, it is not counted yet.
+    monkeypatch.setattr(conveyor.metrics, "time", SimpleNamespace(time=lambda: last * 60 + 59.0))
+    (summary,) = client.get("/api/queues").json()["queues"]
+    assert summary["completed_last_minute"] == minutes.get(last - 1, 0)

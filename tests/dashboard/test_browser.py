@@ -8,6 +8,7 @@ loopback), ``/secure`` (token) and ``/ro`` (read-only). Screenshots of the main 
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import threading
@@ -24,15 +25,13 @@ from starlette.routing import Mount
 import conveyor
 from conveyor import JobState
 from conveyor.dashboard import create_app
+from tests.conftest import missing
 from tests.dashboard.conftest import run_worker_until
 
-CHROMIUM = Path("/usr/bin/chromium")
+#: Debian's Chromium (``$CONVEYOR_TEST_CHROMIUM`` names another).
+CHROMIUM = Path(os.environ.get("CONVEYOR_TEST_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 TOKEN = "e2e-token"
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"
-)
 
 if CHROMIUM.exists():
     from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -40,6 +39,9 @@ if CHROMIUM.exists():
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    # Skipped without Chromium, except in CI: there it is a failure (like the TLS tests).
+    if not CHROMIUM.exists():
+        missing("the browser tests need Debian's chromium (apt-get install chromium)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
@@ -83,6 +85,7 @@ class Site:
         self.server.should_exit = True
         self.thread.join(15)
         self.sock.close()
+        assert not self.thread.is_alive(), "the dashboard server did not stop within 15 s"
 
 
 @pytest.fixture
@@ -190,6 +193,7 @@ def test_a_dead_jobs_history_then_replay_until_it_completes(
     finally:
         done.set()
         worker.join(30)
+        assert not worker.is_alive(), "the worker did not stop within 30 s"
     page.goto(f"{site.base}/open/queues/{sync_queue.name}/jobs/{failed.id}")
     expect(page.locator("#job-state")).to_have_text("completed")
     expect(page.locator("#result")).to_contain_text("by hand")

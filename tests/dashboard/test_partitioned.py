@@ -97,7 +97,7 @@ def test_the_queue_page_pages_across_partitions(
     assert page.status_code == 200
     assert rows(page.text) == expected[:10]
     assert 'data-field="counts.waiting">23<' in page.text and 'id="partitions"' in page.text
-    assert "<th class=\"num\">Partition</th>" in page.text
+    assert '<th class="num">Partition</th>' in page.text
     following = re.search(r'href="([^"]*)" id="next-page"', page.text)
     assert following is not None
     second = client.get(following.group(1).replace("&amp;", "&"))

@@ -168,3 +168,57 @@ def test_mounted_under_prefixes(server_url: str, sync_queue: conveyor.SyncQueue)
                              data={"csrf_token": token}, follow_redirects=False)  # fmt: skip
         assert paused.headers["location"] == f"/ops/conveyor/queues/{sync_queue.name}"
         assert sync_queue.counts().paused
+
+
+def test_a_token_login_never_redirects_off_site(make_client: MakeClient) -> None:
+    client = make_client(token="s3cret")
+    for path in ("//evil.example/x", "///evil.example/x", "/\\evil.example/x"):
+        login = client.get(f"http://127.0.0.1{path}?token=s3cret&a=1", follow_redirects=False)
+        assert login.status_code == 303
+        location = login.headers["location"]
+        assert location.startswith("/") and location[1] not in "/\\", location  # this site
+        assert location.endswith("evil.example/x?a=1"), location
+
+
+def test_csrf_tokens_are_signed(client: TestClient, sync_queue: conveyor.SyncQueue) -> None:
+    api = f"/api/queues/{sync_queue.name}/pause"
+    planted = "a" * 43  # a cookie set by another site or subdomain, echoed back
+    client.cookies.set("conveyor_csrf", planted, domain="127.0.0.1", path="/")
+    assert client.post(api, headers={"x-csrf-token": planted}).status_code == 403
+    assert not sync_queue.counts().paused
+    client.get("/")  # a page replaces the planted cookie with a signed token
+    token = client.cookies.get("conveyor_csrf")
+    assert token and token != planted and "." in token
+    forged = token.split(".")[0] + "." + "0" * 64
+    assert client.post(api, headers={"x-csrf-token": forged}).status_code == 403
+    assert client.post(api, headers={"x-csrf-token": token}).status_code == 200
+    assert sync_queue.counts().paused
+
+
+def test_origin_is_checked_when_sec_fetch_site_is_missing(
+    make_client: MakeClient, sync_queue: conveyor.SyncQueue
+) -> None:
+    client = make_client(client_options={"base_url": "http://127.0.0.1:9809"})
+    token = csrf(client)
+    form = {"csrf_token": token}
+    pause = f"/queues/{sync_queue.name}/pause"
+    for origin in ("http://evil.example", "null", "http://127.0.0.1:8000"):
+        refused = client.post(pause, data=form, headers={"origin": origin})
+        assert refused.status_code == 403 and "origin" in refused.text, origin
+    assert not sync_queue.counts().paused
+    same = client.post(pause, data=form, headers={"origin": "http://127.0.0.1:9809"},
+                       follow_redirects=False)  # fmt: skip
+    assert same.status_code == 303 and sync_queue.counts().paused
+
+
+def test_processes_sharing_a_csrf_secret_accept_each_others_tokens(
+    make_client: MakeClient, sync_queue: conveyor.SyncQueue
+) -> None:
+    first, second = make_client(csrf_secret="shared"), make_client(csrf_secret="shared")
+    other = make_client()  # a key of its own
+    token = csrf(first)
+    api = f"/api/queues/{sync_queue.name}/pause"
+    for client in (second, other):
+        client.cookies.set("conveyor_csrf", token, domain="127.0.0.1", path="/")
+    assert other.post(api, headers={"x-csrf-token": token}).status_code == 403
+    assert second.post(api, headers={"x-csrf-token": token}).status_code == 200

@@ -100,3 +100,58 @@ async def test_sigterm_hands_back_jobs_longer_than_the_grace_period(
         assert job is not None
         assert job.result["pid"] == second.pid
         assert (job.attempt, job.stalls, job.history) == (1, 0, ())
+
+
+@pytest.mark.timeout(90)
+async def test_sigint_stops_a_worker_gracefully_like_sigterm(
+    queue: conveyor.Queue, workers: Workers, ledger: Ledger
+) -> None:
+    (first,) = await workers.start_ready(concurrency=2, shutdown_grace=10.0)
+    specs = [JobSpec("sleepy" if i % 2 else "sleepy_sync", {"seconds": 1.0}) for i in range(6)]
+    ids = [job.id for job in await queue.enqueue_many(specs)]
+    await wait_for(lambda: len(ledger.started_by(first.pid)) >= 2, timeout=30)
+
+    stopped_at = first.send(signal.SIGINT)  # Ctrl-C
+    assert await first.exited(timeout=30) == 0
+    assert "Traceback" not in first.output() and "KeyboardInterrupt" not in first.output()
+
+    finished_by_first = ledger.started_by(first.pid)
+    assert len(finished_by_first) == 2
+    assert all(run.at < stopped_at for run in ledger.executions()), "started after SIGINT"
+    for job_id in ids:
+        job = await queue.get_job(job_id)
+        assert job is not None
+        if job_id in finished_by_first:
+            assert job.state is JobState.COMPLETED, job  # finished within the grace
+        else:
+            assert (job.state, job.attempt) == (JobState.WAITING, 0), job
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+async def test_a_second_signal_hands_back_active_jobs_at_once_to_the_front(
+    queue: conveyor.Queue, workers: Workers, ledger: Ledger, second: signal.Signals
+) -> None:
+    grace = 60.0  # far longer than the test may wait: only the second signal ends it
+    (first,) = await workers.start_ready(concurrency=4, shutdown_grace=grace)
+    specs = [JobSpec("sleepy" if i % 2 else "sleepy_sync", {"seconds": 30.0}) for i in range(4)]
+    active = [job.id for job in await queue.enqueue_many(specs)]
+    await wait_for(lambda: len(ledger.started_by(first.pid)) == 4, timeout=30)
+    behind = [job.id for job in await queue.enqueue_many([JobSpec("record", n) for n in range(3)])]
+
+    first.send(signal.SIGTERM)
+    await wait_for(lambda: "stopping: finishing active jobs" in first.output(), timeout=30)
+    assert first.alive()  # in its grace period, the jobs still running
+    stopped_at = first.send(second)
+    assert await first.exited(timeout=30) == 0
+    exited_after = time.time() - stopped_at
+    assert exited_after < grace / 2, exited_after  # at once, not at the end of the grace
+    assert "second signal: stopping now" in first.output()
+
+    # Waiting again, ahead of the jobs that were waiting already, with no attempt spent.
+    waiting = await queue.list_jobs(JobState.WAITING, limit=10)
+    assert set(job.id for job in waiting[:4]) == set(active), waiting
+    assert [job.id for job in waiting[4:]] == behind
+    for job in waiting[:4]:
+        assert (job.attempt, job.stalls, job.history) == (0, 0, ()), job
+    assert ledger.counts() == dict.fromkeys(active, 1)  # none ran to the end, none ran twice

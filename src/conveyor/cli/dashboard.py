@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import click
-import uvicorn
 
+from conveyor import defaults
 from conveyor.cli.common import url_option
-from conveyor.prometheus import _is_loopback
+from conveyor.serving import Server, is_loopback
 
 __all__ = ["dashboard"]
 
@@ -39,17 +39,18 @@ def _basic_auth(
 )
 @click.option(
     "--token",
-    envvar="CONVEYOR_DASHBOARD_TOKEN",
+    envvar=defaults.DASHBOARD_TOKEN_ENV,
     default=None,
-    help="Require this token (Bearer header, or the login form). [env: CONVEYOR_DASHBOARD_TOKEN]",
+    help="Require this token (Bearer header, or the login form). "
+    f"[env: {defaults.DASHBOARD_TOKEN_ENV}]",
 )
 @click.option(
     "--basic-auth",
-    envvar="CONVEYOR_DASHBOARD_BASIC_AUTH",
+    envvar=defaults.DASHBOARD_BASIC_AUTH_ENV,
     default=None,
     metavar="USER:PASSWORD",
     callback=_basic_auth,
-    help="Require HTTP basic auth. [env: CONVEYOR_DASHBOARD_BASIC_AUTH]",
+    help=f"Require HTTP basic auth. [env: {defaults.DASHBOARD_BASIC_AUTH_ENV}]",
 )
 @click.option("--read-only", is_flag=True, help="Hide every action and refuse them.")
 @click.option("--queue", "-q", "queues", multiple=True, help="Only these queues (repeatable).")
@@ -68,10 +69,10 @@ def dashboard(url: str | None, host: str, port: int, token: str | None,
     It listens on loopback by default; on any other address it requires --token or
     --basic-auth.
     """
-    if not token and basic_auth is None and not _is_loopback(host):
+    if not token and basic_auth is None and not is_loopback(host):
         raise click.UsageError(
             f"refusing to serve the dashboard on {host} without authentication: "
-            "pass --token (or CONVEYOR_DASHBOARD_TOKEN) or --basic-auth"
+            f"pass --token (or {defaults.DASHBOARD_TOKEN_ENV}) or --basic-auth"
         )
     try:
         from conveyor.dashboard import create_app  # it imports the CLI's renderers
@@ -80,12 +81,8 @@ def dashboard(url: str | None, host: str, port: int, token: str | None,
                          basic_auth=basic_auth)  # fmt: skip
     except ValueError as exc:  # an invalid queue name
         raise click.UsageError(str(exc)) from None
-    config = uvicorn.Config(app, host=host, port=port, root_path=root_path,
-                            log_level="warning", access_log=access_log)  # fmt: skip
-    server = uvicorn.Server(config)
-    sock = config.bind_socket()
-    sock.listen(config.backlog)  # connections wait for the server instead of being refused
-    bound = sock.getsockname()[1]
+    server = Server(app, host, port, root_path=root_path, access_log=access_log)
+    bound = server.port
     shown = f"[{host}]" if ":" in host else host
     notes = [n for n, on in (("token or basic auth required", token or basic_auth),
                              ("read-only", read_only)) if on]  # fmt: skip
@@ -94,7 +91,4 @@ def dashboard(url: str | None, host: str, port: int, token: str | None,
         + (f" ({', '.join(notes)})" if notes else ""),
         err=True,
     )
-    try:
-        server.run(sockets=[sock])
-    finally:
-        sock.close()
+    server.run()

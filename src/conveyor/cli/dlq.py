@@ -31,7 +31,7 @@ from conveyor.cli.common import json_option, open_queue, queue_argument, url_opt
 from conveyor.cli.render import echo_json, job_builtins, timestamp
 from conveyor.dlq_ops import BulkResult, DeadFilter
 from conveyor.durations import parse_duration
-from conveyor.errors import ConveyorError, JobStateError
+from conveyor.errors import ConveyorError, DeadImportError, JobStateError
 from conveyor.job import DeadReason, Job, JobState
 from conveyor.keys import validate_queue_name
 from conveyor.sync_queue import SyncQueue
@@ -298,7 +298,7 @@ def _in_batches(
 ) -> BulkResult:
     """Apply a bulk operation to ``ids`` batch by batch, at most ``rate`` a second, with a bar."""
     size = dlq_ops.BATCH if rate is None else max(1, min(dlq_ops.BATCH, int(rate)))
-    moved, done = 0, list[str]()
+    moved, done, refused = 0, list[str](), dict[str, str]()
     columns = (TextColumn(verb), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(verb, total=len(ids))
@@ -311,8 +311,9 @@ def _in_batches(
             result = apply(batch)
             moved += result.moved
             done += result.ids
+            refused.update(result.refused)
             progress.advance(task, len(batch))
-    return BulkResult(len(ids), moved, done)
+    return BulkResult(len(ids), moved, done, refused=refused)
 
 
 def _confirm(preview: BulkResult, question: str, yes: bool) -> None:
@@ -322,17 +323,28 @@ def _confirm(preview: BulkResult, question: str, yes: bool) -> None:
 
 
 def _report(result: BulkResult, as_json: bool, template: str) -> None:
-    """Print a bulk result; ``template`` says what was (or would be) done to ``{}``."""
+    """Print a bulk result; ``template`` says what was (or would be) done to ``{}``.
+
+    Jobs a replay refused (fields a worker could not run) are listed on stderr, and the
+    command exits 1.
+    """
     if as_json:
         echo_json(result)
-        return
-    done = result.matched if result.dry_run else result.moved
-    click.echo(template.format(_count(done)) + (":" if result.dry_run and result.ids else "."))
-    if result.dry_run:
-        for job_id in result.ids:
-            click.echo(job_id)
-    elif result.matched > result.moved:
-        click.echo(f"{result.matched - result.moved} of them were no longer dead.")
+    else:
+        done = result.matched if result.dry_run else result.moved
+        ending = ":" if result.dry_run and result.ids else "."
+        click.echo(template.format(_count(done)) + ending)
+        if result.dry_run:
+            for job_id in result.ids:
+                click.echo(job_id)
+        elif result.matched > result.moved + len(result.refused):
+            gone = result.matched - result.moved - len(result.refused)
+            click.echo(f"{gone} of them were no longer dead.")
+    if result.refused:
+        click.echo(f"{_count(len(result.refused))} refused, left dead:", err=True)
+        for job_id, why in result.refused.items():
+            click.echo(f"  {job_id}: {why}", err=True)
+        click.get_current_context().exit(1)
 
 
 @dlq.command()
@@ -433,14 +445,26 @@ def drop(
 @queue_argument()
 @click.argument("file", type=click.Path(dir_okay=False, writable=True, path_type=Path))
 @_filter_options
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
 @url_option
 @json_option
 def export_(
-    queue: str, file: Path, where: DeadFilter | None, url: str | None, as_json: bool
-) -> None:
-    """Write the dead jobs of QUEUE to FILE as JSON lines (a backup before dropping)."""
+    queue: str, file: Path, where: DeadFilter | None, force: bool, url: str | None,
+    as_json: bool,
+) -> None:  # fmt: skip
+    """Write the dead jobs of QUEUE to FILE as JSON lines (a backup before dropping).
+
+    An existing FILE is left alone unless --force is given.
+    """
+    if file.exists() and not force:
+        raise click.ClickException(f"{file} exists; pass --force to overwrite it")
     with open_queue(queue, url) as q:
-        written = q.dead_letters.export(file, where)
+        try:
+            written = q.dead_letters.export(file, where, overwrite=force)
+        except FileExistsError:  # created since the check above
+            raise click.ClickException(f"{file} exists; pass --force to overwrite it") from None
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {file}: {exc.strerror}") from None
     if as_json:
         echo_json({"exported": written, "file": str(file)})
     else:
@@ -453,14 +477,23 @@ def export_(
 @url_option
 @json_option
 def import_(queue: str, file: Path, url: str | None, as_json: bool) -> None:
-    """Read dead jobs written by `conveyor dlq export` from FILE back into QUEUE."""
-    with file.open("rb") as lines:
-        total = sum(1 for line in lines if line.strip())
+    """Read dead jobs written by `conveyor dlq export` from FILE back into QUEUE.
+
+    Every record is checked first (types, ids, payload size, times, priority, attempts):
+    if any is bad, the bad lines are listed and nothing is imported. The jobs are then
+    written in batches - up to 500 jobs of one partition, each batch all or nothing - and
+    a job whose id is already there is skipped, so an interrupted import can be run again.
+    """
+    try:
+        with file.open("rb") as lines:
+            total = sum(1 for line in lines if line.strip())
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {file}: {exc.strerror}") from None
     with open_queue(queue, url) as q:
         try:
             imported = q.dead_letters.import_(file)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise click.ClickException(f"{file} is not a dead-letter export: {exc!r}") from None
+        except DeadImportError as exc:
+            raise click.ClickException(str(exc)) from None
     if as_json:
         echo_json({"imported": imported, "skipped": total - imported, "file": str(file)})
         return

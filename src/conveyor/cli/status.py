@@ -7,9 +7,11 @@ from typing import Any
 
 import click
 import msgspec
-from rich.console import Console, Group
+from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.live import Live
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from conveyor import connection, ops, partitions
@@ -18,13 +20,15 @@ from conveyor.cli.render import echo_json
 from conveyor.health import ServerSafety, server_safety
 from conveyor.job import JobState
 from conveyor.metrics import QueueMetrics
-from conveyor.ops import Counts
 from conveyor.transport import SyncTransport
 
 __all__ = ["status"]
 
 #: The states counted per queue, in lifecycle order.
-_STATES = [s.value for s in JobState if s.value in Counts.__struct_fields__]
+_STATES = [s.value for s in JobState]
+#: The states the compact table (for narrow terminals) shows: what is still to be done.
+_COMPACT_STATES = [JobState.WAITING.value, JobState.DELAYED.value, JobState.ACTIVE.value,
+                   JobState.DEAD.value]  # fmt: skip
 
 
 @click.command()
@@ -51,7 +55,8 @@ def status(
     if as_json:
         echo_json({"server": _server_builtins(server_url, safety), "queues": [
             {"queue": m.queue, **msgspec.to_builtins(m.counts),
-             "completed_last_minute": _last_minute(m), "completed_total": m.completed_total,
+             "completed_last_minute": m.completed_last_minute(),
+             "completed_total": m.completed_total,
              "failed_total": m.failed_total, "dead_total": m.dead_total,
              "oldest_waiting_age": m.oldest_waiting_age, "oldest_dead_age": m.oldest_dead_age,
              "workers_alive": [w.id for w in m.workers], "partitions": m.partitions}
@@ -80,14 +85,10 @@ def _watch(
             pass
 
 
-def _last_minute(m: QueueMetrics) -> int:
-    return m.minutes[-2].completed if len(m.minutes) > 1 else 0
-
-
 def _view(snapshots: list[QueueMetrics], server_url: str, safety: ServerSafety) -> Group:
     parts: list[Any] = []
     if snapshots:
-        parts.append(_counts_table(snapshots))
+        parts.append(_Fitting(_counts_table(snapshots), _compact_table(snapshots)))
     else:
         parts.append("No queues yet: enqueue a job or start a worker to create one.")
     parts.append(_safety_table(server_url, safety))
@@ -114,6 +115,53 @@ def _seconds(value: float | None) -> str:
     return f"{value:.0f}s"
 
 
+class _Fitting:
+    """The first of its tables that fits the terminal's width, else the last one."""
+
+    def __init__(self, *choices: RenderableType) -> None:
+        self.choices = choices
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        unbounded = options.update_width(10_000)  # a measurement is capped at the width
+        for choice in self.choices[:-1]:
+            if Measurement.get(console, unbounded, choice).maximum <= options.max_width:
+                yield choice
+                return
+        yield self.choices[-1]
+
+
+def _queue_label(m: QueueMetrics, *, paused: bool = False) -> str:
+    label = escape(m.queue)
+    if m.partitions > 1:
+        label += f" [dim]({m.partitions} partitions)[/]"
+    if paused and m.counts.paused:
+        label += " [yellow]paused[/]"
+    return label
+
+
+def _compact_table(snapshots: list[QueueMetrics]) -> Table:
+    """The counts for a narrow terminal: pending states only, paused beside the name."""
+    table = Table(
+        title="Queues",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    table.add_column("queue", style="bold", overflow="fold", min_width=12)
+    for state in _COMPACT_STATES:
+        table.add_column(state, justify="right", no_wrap=True,
+                         style="red" if state == "dead" else None)  # fmt: skip
+    table.add_column("workers", justify="right", no_wrap=True)
+    table.add_column("done/min", justify="right", no_wrap=True)
+    table.add_column("oldest\nwait", justify="right", no_wrap=True)
+    for m in snapshots:
+        numbers = [str(getattr(m.counts, state)) for state in _COMPACT_STATES]
+        table.add_row(_queue_label(m, paused=True), *numbers, str(len(m.workers)),
+                      str(m.completed_last_minute()), _seconds(m.oldest_waiting_age))  # fmt: skip
+    return table
+
+
 def _counts_table(snapshots: list[QueueMetrics]) -> Table:
     table = Table(title="Queues", title_justify="left")
     table.add_column("queue", style="bold")
@@ -129,8 +177,7 @@ def _counts_table(snapshots: list[QueueMetrics]) -> Table:
         numbers = [str(getattr(c, state)) for state in _STATES]
         paused = "[yellow]paused[/]" if c.paused else "no"
         table.add_row(
-            escape(m.queue) + (f" [dim]({m.partitions} partitions)[/]" if m.partitions > 1 else ""),
-            *numbers, paused, str(len(m.workers)), str(_last_minute(m)),
+            _queue_label(m), *numbers, paused, str(len(m.workers)), str(m.completed_last_minute()),
             _seconds(m.oldest_waiting_age), _seconds(m.oldest_dead_age),
         )  # fmt: skip
     return table

@@ -78,6 +78,13 @@ def build_worker(
               help="Jobs run at once. [default: the worker's, else 10]")  # fmt: skip
 @click.option("--url", default=None, metavar="URL",
               help="Server URL. [default: the worker's, $CONVEYOR_URL, else embedded]")  # fmt: skip
+@click.option("--grace", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Shutdown grace: how long active jobs may finish after SIGTERM before "
+                   "they are handed back. [default: the worker's, else 30]")  # fmt: skip
+@click.option("--startup-timeout", type=click.FloatRange(min=0), default=None,
+              metavar="SECONDS",
+              help="Give up (exit 1) if the server is unreachable this long at start-up. "
+                   "[default: wait until it answers]")  # fmt: skip
 @click.option("--allow-unsafe-server", is_flag=True,
               help="Start even if the server may evict jobs (maxmemory-policy).")  # fmt: skip
 @click.option("--process-handlers", is_flag=True,
@@ -99,6 +106,8 @@ def worker(
     queues: tuple[str, ...],
     concurrency: int | None,
     url: str | None,
+    grace: float | None,
+    startup_timeout: float | None,
     allow_unsafe_server: bool,
     process_handlers: bool,
     processes: int | None,
@@ -109,6 +118,9 @@ def worker(
     log_format: str,
 ) -> None:
     """Run the jobs of a worker until SIGTERM or Ctrl-C (a second one stops at once).
+
+    A worker started while the server is unreachable waits for it (logged once), unless
+    --startup-timeout bounds the wait.
 
     MODULE:ATTR names a conveyor.Worker, or a mapping of job name to handler function
     (then --queue is required). The current folder is importable, so
@@ -124,7 +136,8 @@ def worker(
     if max_child_memory is not None:
         changes["max_child_memory"] = max_child_memory * 1024 * 1024
     given = {"processes": processes, "max_jobs_per_child": max_jobs_per_child,
-             "child_init": child_init}  # fmt: skip
+             "child_init": child_init, "shutdown_grace": grace,
+             "startup_timeout": startup_timeout}  # fmt: skip
     changes.update({name: value for name, value in given.items() if value is not None})
     try:
         built = build_worker(load_target(target), queues, url, changes)

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from conveyor import codec
+from conveyor import codec, defaults
 from conveyor.dashboard import present
 from conveyor.dashboard.auth import check_post
 from conveyor.dashboard.context import Dashboard
@@ -38,6 +38,13 @@ async def bulk(
     if verb == "replay":
         return await queue.dead_letters.replay(ids, where=where, dry_run=dry_run)
     return await queue.dead_letters.drop(ids, where=where, dry_run=dry_run)
+
+
+def check_ids(ids: list[str]) -> None:
+    """Refuse (400) more job ids than one request may name."""
+    if len(ids) > defaults.API_MAX_IDS:
+        raise HTTPException(400, f"at most {defaults.API_MAX_IDS} job ids per request "
+                                 f"(got {len(ids)}); use a filter, or split the ids")  # fmt: skip
 
 
 def parse_payload(text: str) -> Any:
@@ -63,7 +70,8 @@ class Actions:
         ]
 
     async def _form(self, request: Request) -> tuple[Queue, FormData]:
-        await check_post(request, read_only=self.dash.settings.read_only)
+        settings = self.dash.settings
+        await check_post(request, settings.auth, read_only=settings.read_only)
         queue = await self.dash.backend.queue(request.path_params["queue"])
         return queue, await request.form()
 
@@ -105,6 +113,7 @@ class Actions:
             result = await bulk(queue, verb, where=where)
         else:
             ids = [value for value in form.getlist("ids") if isinstance(value, str) and value]
+            check_ids(ids)
             if not ids:
                 return self._to_dlq(request, queue.name, filters, "none", 0)
             edited = form.get("payload")

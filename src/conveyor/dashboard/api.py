@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from conveyor.dashboard import present
-from conveyor.dashboard.actions import bulk
+from conveyor.dashboard.actions import bulk, check_ids
 from conveyor.dashboard.auth import check_post
 from conveyor.dashboard.context import Dashboard
 from conveyor.dashboard.pages import MAX_PAGE_SIZE, PAGE_SIZE, int_param, read_jobs, state_param
@@ -37,6 +37,15 @@ class JSON(Response):
 
     def render(self, content: Any) -> bytes:
         return msgspec.json.encode(content)
+
+
+def flag(body: dict[str, Any], name: str) -> bool:
+    """A boolean member of a request body (``false`` when absent); 400 if not a boolean."""
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise HTTPException(400, f'"{name}" must be true or false (JSON booleans), '
+                                 f"not {msgspec.json.encode(value).decode()[:40]}")  # fmt: skip
+    return value
 
 
 def bulk_builtins(result: BulkResult) -> dict[str, Any]:
@@ -112,7 +121,12 @@ class Api:
                      "next_cursor": page.cursor})  # fmt: skip
 
     async def _body(self, request: Request) -> dict[str, Any]:
-        await check_post(request, read_only=self.dash.settings.read_only)
+        kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
+        if kind.lower() != "application/json":
+            raise HTTPException(400, "the body must be a JSON object "
+                                     f"(Content-Type: application/json, not {kind})")  # fmt: skip
+        settings = self.dash.settings
+        await check_post(request, settings.auth, read_only=settings.read_only)
         raw = await request.body()
         if not raw:
             return {}
@@ -133,14 +147,16 @@ class Api:
     async def _dead(self, request: Request, verb: str) -> Response:
         body = await self._body(request)
         queue = await self._queue(request)
-        ids, raw_filter, everything = body.get("ids"), body.get("filter"), body.get("all")
-        if sum([ids is not None, raw_filter is not None, everything is True]) != 1:
+        ids, raw_filter = body.get("ids"), body.get("filter")
+        everything, dry_run = flag(body, "all"), flag(body, "dry_run")
+        if sum([ids is not None, raw_filter is not None, everything]) != 1:
             raise HTTPException(400, 'give exactly one of "ids", "filter" or "all": true')
         if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
             raise HTTPException(400, '"ids" must be a list of job ids')
+        if ids is not None:
+            check_ids(ids)
         if raw_filter is not None and not isinstance(raw_filter, dict):
             raise HTTPException(400, '"filter" must be an object')
-        dry_run = body.get("dry_run") is True
         if "payload" in body:
             if verb != "replay" or ids is None or len(ids) != 1 or dry_run:
                 raise HTTPException(400, '"payload" replays exactly one job: "ids": [id]')

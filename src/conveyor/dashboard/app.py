@@ -31,6 +31,7 @@ def create_app(
     basic_auth: tuple[str, str] | None = None,
     allow_remote: bool = False,
     refresh: float = 5.0,
+    csrf_secret: str | None = None,
 ) -> Starlette:
     """A Starlette app serving the dashboard; mount it under any path of your own app.
 
@@ -39,13 +40,16 @@ def create_app(
     ``basic_auth=(user, password)`` require credentials on every request. Without either,
     it answers only loopback clients, unless ``allow_remote`` (your app authenticates).
     ``read_only`` hides every action and refuses them. The browser refreshes live views
-    every ``refresh`` seconds while the tab is visible.
+    every ``refresh`` seconds while the tab is visible. CSRF tokens are signed with a key
+    derived from ``csrf_secret``, else from the credentials, else made per process: give
+    the same ``csrf_secret`` to every process serving one dashboard without credentials.
     """
     if basic_auth is not None and not all(basic_auth):
         raise ValueError("basic_auth needs a non-empty user and password")
     settings = Settings(
         url=url, queues=tuple(queues) if queues else None, read_only=read_only,
-        auth=AuthSettings(token=token or None, basic_auth=basic_auth, allow_remote=allow_remote),
+        auth=AuthSettings(token=token or None, basic_auth=basic_auth, allow_remote=allow_remote,
+                          csrf_secret=csrf_secret),
         refresh=refresh,
     )  # fmt: skip
     dash = Dashboard(settings)

@@ -7,7 +7,11 @@
   host (which also defeats DNS rebinding), unless the host application says otherwise.
 - A state-changing request is a POST carrying the CSRF token of the double-submit cookie
   (form field or ``X-CSRF-Token`` header), unless it authenticated with a bearer token,
-  which a browser never sends by itself.
+  which a browser never sends by itself. The token is signed (HMAC) with a key derived from
+  the configured secret or credentials (else made per process), so a cookie planted by another
+  site or subdomain is refused; and a browser's request from another site is refused by
+  its ``Sec-Fetch-Site``, or by its ``Origin`` where that header is missing.
+- A request body is at most :data:`~conveyor.defaults.API_MAX_BODY_BYTES` (413 beyond).
 """
 
 from __future__ import annotations
@@ -18,17 +22,18 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from conveyor.prometheus import _is_loopback
+from conveyor import defaults
+from conveyor.serving import is_loopback
 
 SESSION_COOKIE = "conveyor_dashboard"
 CSRF_COOKIE = "conveyor_csrf"
@@ -54,6 +59,12 @@ class AuthSettings:
     basic_auth: tuple[str, str] | None = None
     #: Answer non-loopback clients without credentials (the host app guards the dashboard).
     allow_remote: bool = False
+    #: A secret to sign CSRF tokens with (share it between processes serving one dashboard).
+    csrf_secret: str | None = field(default=None, repr=False)
+    #: The key CSRF tokens are signed with when no secret or credentials are configured.
+    process_secret: bytes = field(
+        default_factory=lambda: secrets.token_bytes(32), repr=False, compare=False
+    )
 
     @property
     def required(self) -> bool:
@@ -64,6 +75,30 @@ class AuthSettings:
         assert self.token
         key = self.token.encode()
         return hmac.new(key, b"conveyor-dashboard-session", hashlib.sha256).hexdigest()
+
+    def csrf_key(self) -> bytes:
+        """The key CSRF tokens are signed with: derived from the configured secret, else from
+        the credentials (every process serving the dashboard agrees), else random per process.
+        """
+        if self.csrf_secret:
+            secret = self.csrf_secret.encode()
+        elif self.token:
+            secret = self.token.encode()
+        elif self.basic_auth is not None:
+            secret = ":".join(self.basic_auth).encode()
+        else:
+            return self.process_secret
+        return hmac.new(secret, b"conveyor-dashboard-csrf", hashlib.sha256).digest()
+
+    def sign_csrf(self, nonce: str) -> str:
+        """A CSRF token: a random nonce and its signature."""
+        mac = hmac.new(self.csrf_key(), nonce.encode(), hashlib.sha256).hexdigest()
+        return f"{nonce}.{mac}"
+
+    def valid_csrf(self, token: str) -> bool:
+        """Whether ``token`` was made by :meth:`sign_csrf` with this dashboard's key."""
+        nonce, _, _ = token.partition(".")
+        return len(nonce) >= 32 and same_secret(token, self.sign_csrf(nonce))
 
 
 def same_secret(given: str, expected: str) -> bool:
@@ -93,10 +128,10 @@ def authenticate(settings: AuthSettings, request: Request) -> str | None:
 def is_local(request: Request) -> bool:
     """A loopback client that addressed a loopback host name."""
     client = request.client
-    if client is not None and not _is_loopback(client.host):
+    if client is not None and not is_loopback(client.host):
         return False
     host = urlsplit("//" + request.headers.get("host", "")).hostname or ""
-    return _is_loopback(host)
+    return is_loopback(host)
 
 
 def cookie_path(scope: Scope) -> str:
@@ -112,12 +147,12 @@ def set_session(response: Response, settings: AuthSettings, request: Request) ->
                         path=cookie_path(request.scope))  # fmt: skip
 
 
-def csrf_token(request: Request) -> tuple[str, bool]:
+def csrf_token(settings: AuthSettings, request: Request) -> tuple[str, bool]:
     """The request's CSRF token, and whether it is new (and must be set as a cookie)."""
     existing = request.cookies.get(CSRF_COOKIE)
-    if existing and len(existing) >= 32:
+    if existing and settings.valid_csrf(existing):
         return existing, False
-    return secrets.token_urlsafe(32), True
+    return settings.sign_csrf(secrets.token_urlsafe(32)), True
 
 
 def set_csrf(response: Response, token: str, request: Request) -> None:
@@ -127,7 +162,21 @@ def set_csrf(response: Response, token: str, request: Request) -> None:
                         path=cookie_path(request.scope))  # fmt: skip
 
 
-async def check_post(request: Request, *, read_only: bool) -> None:
+def local_path(path: str) -> str:
+    """``path`` as a path on this site: leading slashes collapsed, so that a redirect to it
+    cannot leave the site (``//evil.example/`` is another host to a browser)."""
+    return "/" + path.lstrip("/\\")
+
+
+def same_origin(request: Request) -> bool:
+    """Whether the request's ``Origin`` (if it has one) names the host it was sent to."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser's cross-site request: those carry an Origin
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+
+
+async def check_post(request: Request, settings: AuthSettings, *, read_only: bool) -> None:
     """Refuse (403) a state-changing request in read-only mode, or without a CSRF proof."""
     if read_only:
         raise HTTPException(403, "this dashboard is read-only")
@@ -136,6 +185,8 @@ async def check_post(request: Request, *, read_only: bool) -> None:
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         raise HTTPException(403, f"refusing a {site} request")
+    if site is None and not same_origin(request):
+        raise HTTPException(403, "refusing a request from another origin")
     submitted = request.headers.get(CSRF_HEADER)
     if submitted is None and request.headers.get("content-type", "").startswith(
         ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -143,7 +194,8 @@ async def check_post(request: Request, *, read_only: bool) -> None:
         value = (await request.form()).get(CSRF_FIELD)
         submitted = value if isinstance(value, str) else None
     cookie = request.cookies.get(CSRF_COOKIE)
-    if not submitted or not cookie or not same_secret(submitted, cookie):
+    if (not submitted or not cookie or not same_secret(submitted, cookie)
+            or not settings.valid_csrf(cookie)):  # fmt: skip
         raise HTTPException(403, "missing or wrong CSRF token: reload the page and try again")
 
 
@@ -176,11 +228,19 @@ class Guard:
                     headers.setdefault(name, value)
             await send(message)
 
-        refusal = self._refusal(scope)
+        refusal = self._too_large(scope) or self._refusal(scope)
         if refusal is not None:
             await refusal(scope, receive, send_with_headers)
             return
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, capped(receive, defaults.API_MAX_BODY_BYTES), send_with_headers)
+
+    @staticmethod
+    def _too_large(scope: Scope) -> Response | None:
+        """A 413 reply when the declared body is larger than allowed (or not a number)."""
+        length = Headers(scope=scope).get("content-length")
+        if length is None or (length.isdigit() and int(length) <= defaults.API_MAX_BODY_BYTES):
+            return None
+        return too_large_response(scope)
 
     def _refusal(self, scope: Scope) -> Response | None:
         """``None`` to let the request through (noting how it authenticated), else a reply."""
@@ -214,7 +274,7 @@ class Guard:
         if not self.settings.token or not same_secret(given, self.settings.token):
             return self._unauthorized(request, route_path(request.scope))
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-        target = request.url.path + ("?" + urlencode(query) if query else "")
+        target = local_path(request.url.path) + ("?" + urlencode(query) if query else "")
         response = RedirectResponse(target, status_code=303)
         set_session(response, self.settings, request)
         return response
@@ -231,3 +291,32 @@ class Guard:
         response.status_code = 401
         response.headers.update(headers)
         return response
+
+
+def too_large_message() -> str:
+    return f"the request body is larger than {defaults.API_MAX_BODY_BYTES} bytes"
+
+
+def too_large_response(scope: Scope) -> Response:
+    """The 413 reply, as JSON under ``/api``, else as text."""
+    path = route_path(scope)
+    if path == "/api" or path.startswith("/api/"):
+        return JSONResponse({"error": too_large_message()}, status_code=413)
+    return Response(too_large_message() + "\n", status_code=413, media_type="text/plain")
+
+
+def capped(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises a 413 once more than ``limit`` bytes of body arrived (for a
+    body sent without a ``Content-Length``)."""
+    seen = 0
+
+    async def receive_capped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise HTTPException(413, too_large_message())
+        return message
+
+    return receive_capped

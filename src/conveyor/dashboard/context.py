@@ -70,7 +70,7 @@ class Dashboard:
     def render(self, request: Request, template: str, status: int = 200,
                **context: Any) -> HTMLResponse:  # fmt: skip
         """A page, with the helpers every template uses and the CSRF cookie set."""
-        token, new = csrf_token(request)
+        token, new = csrf_token(self.settings.auth, request)
 
         def url(name: str, query: dict[str, Any] | None = None, **params: str) -> str:
             return self.path(request, name, query, **params)

@@ -162,7 +162,7 @@ def queue_summary(metrics: QueueMetrics, *, series: bool = False) -> dict[str, A
         "completed_total": metrics.completed_total,
         "failed_total": metrics.failed_total,
         "dead_total": metrics.dead_total,
-        "completed_last_minute": metrics.minutes[-1].completed if metrics.minutes else 0,
+        "completed_last_minute": metrics.completed_last_minute(),
     }
     if series:
         out["throughput"] = [msgspec.to_builtins(m) for m in metrics.minutes]

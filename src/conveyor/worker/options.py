@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from conveyor import defaults
@@ -21,6 +22,9 @@ class WorkerOptions:
     idle_block: float = defaults.IDLE_BLOCK
     shutdown_grace: float = defaults.SHUTDOWN_GRACE
     heartbeat_ttl: float = defaults.HEARTBEAT_TTL
+    #: Seconds a starting worker waits for an unreachable server before it gives up with
+    #: ``ServerUnavailable`` (``None``: it waits until the server answers, or a signal).
+    startup_timeout: float | None = None
     #: Start even when the server may evict keys (``maxmemory-policy`` other than noeviction).
     allow_unsafe_server: bool = False
     # Process handlers (docs/processes.md)
@@ -46,7 +50,17 @@ class WorkerOptions:
             raise ValueError("fetch_batch must be at least 1")
         if not 0 < self.lock_renew_interval < self.lock_ttl:
             raise ValueError("lock_renew_interval must be positive and below lock_ttl")
+        if not _seconds(self.shutdown_grace):
+            raise ValueError("shutdown_grace must be a finite number of seconds, 0 or more")
+        if self.startup_timeout is not None and not _seconds(self.startup_timeout):
+            raise ValueError(
+                "startup_timeout must be a finite number of seconds, 0 or more (or None)"
+            )
         _check_process_options(self)
+
+
+def _seconds(value: float) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value >= 0
 
 
 def _check_process_options(options: WorkerOptions) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -93,6 +94,7 @@ class Worker:
         self._force = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._signals_handled = False
 
     # --- registration -----------------------------------------------------------------
 
@@ -172,16 +174,36 @@ class Worker:
             log.info("stopping: finishing active jobs (grace %.0fs)", self.options.shutdown_grace)
             self.stop()
 
+    def _handle_signals(self, on: bool) -> None:
+        """Handle SIGTERM/SIGINT (``on``), or stop handling them if this worker did."""
+        assert self._loop is not None
+        if on == self._signals_handled:
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            if on:
+                self._loop.add_signal_handler(sig, self._on_signal)
+            else:
+                self._loop.remove_signal_handler(sig)
+        self._signals_handled = on
+
     async def serve(self, *, handle_signals: bool = False) -> None:
         """Run until :meth:`stop` is called."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         if self._stop_requested.is_set():
             self._wake.set()
-        url, transport = await self._connect()
-        if handle_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._loop.add_signal_handler(sig, self._on_signal)
+        # Before connecting: a signal also ends the wait for an unreachable server.
+        self._handle_signals(handle_signals)
+        connected = None
+        try:
+            connected = await self._connect()
+        finally:
+            if connected is None:
+                self._handle_signals(False)
+        if connected is None:
+            log.info("worker %s stopped before the server was reachable", self.id)
+            return
+        url, transport = connected
         try:
             while True:
                 await _Session(self, url, transport).run(self._wake)
@@ -193,26 +215,57 @@ class Worker:
                 if self._stop_requested.is_set() or not await self._lay_out_again(transport):
                     break
         finally:
-            if handle_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT):
-                    self._loop.remove_signal_handler(sig)
+            self._handle_signals(False)
             if self.client is None:
                 await transport.close()
 
-    async def _connect(self) -> tuple[str, AsyncTransport]:
+    async def _connect(self) -> tuple[str, AsyncTransport] | None:
+        """Reach the server and check it; ``None`` if the worker was stopped meanwhile."""
         if self.client is not None:
             url = connection.client_url(self.client)
             transport = AsyncTransport(self.client, url)
         else:
             url = await asyncio.to_thread(connection.resolve_url, self.url)
             transport = AsyncTransport(connection.async_client(url), url)
+        reached = False
         try:
-            await self._check_server(url, transport)
-        except BaseException:
-            if self.client is None:
+            reached = await self._wait_for_server(url, transport)
+        finally:
+            if not reached and self.client is None:
                 await transport.close()
-            raise
-        return url, transport
+        return (url, transport) if reached else None
+
+    async def _wait_for_server(self, url: str, transport: AsyncTransport) -> bool:
+        """:meth:`_check_server`, retried with backoff while the server is unreachable:
+        for ever, or ``startup_timeout`` seconds. False if the worker is stopped first."""
+        limit = self.options.startup_timeout
+        deadline = None if limit is None else time.monotonic() + limit
+        pause, waited = 0.1, False
+        while not self._stop_requested.is_set():
+            try:
+                await self._check_server(url, transport)
+            except ServerUnavailable as exc:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise ServerUnavailable(
+                        f"{exc}; gave up after waiting {limit:g}s (startup_timeout)"
+                    ) from None
+                if not waited:
+                    waited = True
+                    until = "until it answers" if limit is None else f"up to {limit:g}s"
+                    log.warning("%s; waiting %s before starting", exc, until)
+                pause = min(defaults.RECONNECT_BACKOFF_MAX, pause * 2)
+                seconds = pause * (0.5 + random.random() / 2)
+                assert self._wake is not None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), seconds if left is None else min(seconds, left)
+                    )
+                continue
+            if waited:
+                log.warning("the server at %s is reachable: starting", connection.redact(url))
+            return True
+        return False
 
     async def _check_server(self, url: str, transport: AsyncTransport) -> None:
         safety = await transport.run(server_safety())
