@@ -199,7 +199,8 @@ class Queue(QueueBase):
 
         A partitioned queue keeps its schedules, and their jobs, in its first partition.
         """
-        return await self._run(schedules.upsert((await self._parts())[0], schedule, self.options))
+        await self._parts()
+        return await self._run(self._schedule_op(schedule))
 
     async def unschedule(self, schedule_id: str) -> bool:
         """Remove a schedule; ``False`` if there was none."""

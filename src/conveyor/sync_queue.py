@@ -200,7 +200,8 @@ class SyncQueue(QueueBase):
 
         A partitioned queue keeps its schedules, and their jobs, in its first partition.
         """
-        return self._run(schedules.upsert((self._parts())[0], schedule, self.options))
+        self._parts()
+        return self._run(self._schedule_op(schedule))
 
     def unschedule(self, schedule_id: str) -> bool:
         """Remove a schedule; ``False`` if there was none."""
