@@ -297,12 +297,27 @@ def sentinel_origin(pool: Any) -> SentinelOrigin | None:
 def cluster_origin(client: Any) -> tuple[dict[str, Any], list[tuple[str, int]]]:
     """A cluster client's connection options and the nodes it knows (else its seeds).
 
-    Internal: its ``nodes_manager``. Public: ``get_connection_kwargs()`` and ``get_nodes()``,
-    else the seeds Conveyor noted when it made the client.
+    Internal: its ``nodes_manager``. Public: ``get_connection_kwargs()`` and ``get_nodes()``;
+    before a client has connected (an asyncio client made elsewhere) no public call knows its
+    nodes, so the seeds are the ones Conveyor noted when it made the client, else the
+    ``startup_nodes`` the application gave the constructor, which redis-py keeps under that
+    name; a client without either is refused with a clear error.
     """
     nodes = [(node.host, node.port) for node in client.get_nodes()]
     if LEAN and hasattr(client, "nodes_manager"):
         manager = client.nodes_manager
         seeds = [(node.host, node.port) for node in manager.startup_nodes.values()]
         return dict(manager.connection_kwargs), nodes or seeds
-    return dict(client.get_connection_kwargs()), nodes or list(_CLUSTER_SEEDS.get(client, ()))
+    options = dict(client.get_connection_kwargs())
+    if nodes:
+        return options, nodes
+    noted = _CLUSTER_SEEDS.get(client)
+    if noted:
+        return options, list(noted)
+    given = getattr(client, "startup_nodes", None)
+    if isinstance(given, list) and given:
+        return options, [(node.host, node.port) for node in given]
+    raise ConfigurationError(
+        f"with {defaults.REDIS_COMPAT_ENV}=public, connect this cluster client first "
+        "(await client.initialize()) or give Conveyor its URL"
+    )
