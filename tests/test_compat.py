@@ -184,3 +184,20 @@ async def test_where_a_cluster_client_made_elsewhere_points(mode: str) -> None:
     assert compat.cluster_origin(client)[1] == [("127.0.0.1", 1)]
     assert connection.client_url(client) == "redis+cluster://127.0.0.1:1"
     await client.aclose()
+
+
+def test_a_cluster_client_with_no_known_node_is_refused_on_the_public_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Unconnected:
+        """What the public API shows of a cluster client that never connected."""
+
+        def get_nodes(self) -> list[object]:
+            return []
+
+        def get_connection_kwargs(self) -> dict[str, object]:
+            return {}
+
+    monkeypatch.setattr(compat, "LEAN", False)
+    with pytest.raises(ConfigurationError, match="initialize"):
+        compat.cluster_origin(Unconnected())
