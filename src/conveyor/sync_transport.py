@@ -128,12 +128,10 @@ class SyncTransport:
         cancellation), so the next call reconnects it; a call that failed on a dropped
         connection is sent again through the client, with its retries, as redis-py would.
         """
-        assert isinstance(self.client, redis.Redis)
-        conn = self._lean_connection
-        if conn is None:
-            conn = compat.sync_open(self.client.connection_pool)
-            self._lean_connection = conn
         try:
+            conn = self._lean_connection
+            if conn is None:
+                conn = self._open_lean()
             packed = compat.pack_script(conn, item.script.sha, item.keys, item.args)
             compat.sync_send(conn, packed)
             return conn.read_response()
@@ -141,6 +139,13 @@ class SyncTransport:
             return self._one(item, {})
         except ResponseError as exc:
             raise wire.refused(self.url, exc) from None
+
+    def _open_lean(self) -> compat.SyncConnection:
+        """The transport's own connection (not connected yet on redis-py's lean path)."""
+        assert isinstance(self.client, redis.Redis)
+        conn = compat.sync_open(self.client.connection_pool)
+        self._lean_connection = conn
+        return conn
 
     def run(self, op: Op[T]) -> T:
         """Drive an operation to its result."""

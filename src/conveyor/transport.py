@@ -149,22 +149,16 @@ class AsyncTransport:
         cancellation), so the next call reconnects it; a call that failed on a dropped
         connection is sent again through the client, with its retries, as redis-py would.
         """
-        assert isinstance(self.client, redis.asyncio.Redis)
-        conn = self._lean_connection
-        if conn is None:
-            conn = await compat.async_open(self.client.connection_pool)
-            self._lean_connection = conn
-            # unasync: begin async-only
-            # The read timeout is kept by a watchdog, not by a timer armed per call.
-            self._lean_timeout = compat.take_read_timeout(conn)
-            # unasync: end async-only
-        # unasync: begin async-only
-        loop = asyncio.get_running_loop()
-        self._lean_started = loop.time()
-        if self._watchdog is None and self._lean_timeout:
-            self._watchdog = loop.call_later(1.0, self._watch, conn)
-        # unasync: end async-only
         try:
+            conn = self._lean_connection
+            if conn is None:
+                conn = await self._open_lean()
+            # unasync: begin async-only
+            loop = asyncio.get_running_loop()
+            self._lean_started = loop.time()
+            if self._watchdog is None and self._lean_timeout:
+                self._watchdog = loop.call_later(1.0, self._watch, conn)
+            # unasync: end async-only
             packed = compat.pack_script(conn, item.script.sha, item.keys, item.args)
             await compat.async_send(conn, packed)
             return await conn.read_response()
@@ -173,6 +167,17 @@ class AsyncTransport:
             return await self._one(item, {})
         except ResponseError as exc:
             raise wire.refused(self.url, exc) from None
+
+    async def _open_lean(self) -> compat.AsyncConnection:
+        """The transport's own connection (not connected yet on redis-py's lean path)."""
+        assert isinstance(self.client, redis.asyncio.Redis)
+        conn = await compat.async_open(self.client.connection_pool)
+        self._lean_connection = conn
+        # unasync: begin async-only
+        # The read timeout is kept by a watchdog, not by a timer armed per call.
+        self._lean_timeout = compat.take_read_timeout(conn)
+        # unasync: end async-only
+        return conn
 
     # unasync: begin async-only
     def _watch(self, conn: compat.AsyncConnection) -> None:
