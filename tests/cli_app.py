@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import conveyor
@@ -32,3 +33,14 @@ def shout(ctx: conveyor.JobContext, payload: str) -> str:
 
 #: Handlers that run in threads unless ``--process-handlers`` says otherwise.
 threaded = conveyor.Worker("cli-app-threads", handlers=[shout])
+
+
+def hang(ctx: conveyor.JobContext, payload: Any) -> None:
+    """Hangs its thread (the worker process exits around it)."""
+    threading.Event().wait(120)
+
+
+#: A worker whose jobs hang, for the abandoned-thread limit.
+stuck = conveyor.Worker(
+    "cli-app-stuck", handlers=[hang], options=conveyor.WorkerOptions(idle_block=1.0)
+)

@@ -172,7 +172,9 @@ def test_a_producer_cannot_do_a_workers_job(server: ServerProcess, queue_name: s
     as_worker = SyncTransport(redis.Redis.from_url(worker_url), worker_url)
     as_producer = SyncTransport(redis.Redis.from_url(producer_url), producer_url)
     try:
-        fetch = calls.fetch(keys, options, 1, "w1", "w1.0", 60_000)
+        fetch = calls.fetch(
+            keys, options, 1, "w1", "w1.0", 60_000, names=["ok"], unknown_job_grace=60.0
+        )
         with pytest.raises(redis.ResponseError, match=ACL_ERROR):
             as_producer.execute([fetch])
         (reply,) = as_worker.execute([fetch])  # the worker takes one job: the oldest

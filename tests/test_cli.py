@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -89,7 +90,7 @@ def test_enqueue_prints_the_id_and_the_job_can_be_inspected(queue: conveyor.Sync
 def test_enqueue_json_options(queue: conveyor.SyncQueue) -> None:
     job = run_json("enqueue", queue.name, "report", "--id", "r-1", "--delay", "60",
                    "--attempts", "5")  # fmt: skip
-    assert (job["id"], job["payload"], job["max_attempts"]) == ("r-1", None, 5)
+    assert (job["id"], job["payload"], job["max_attempts"]) == ("r-1", {}, 5)  # {}: none given
     assert queue.counts().delayed == 1
     stdin = run("enqueue", queue.name, "report", "-", input='{"from": "stdin"}')
     assert stdin.exit_code == 0, stdin.output
@@ -122,7 +123,8 @@ def test_a_missing_job_exits_1(queue: conveyor.SyncQueue) -> None:
 
 async def test_failed_job_shows_its_error_and_history(queue: conveyor.SyncQueue) -> None:
     job_id = queue.enqueue("nobody_handles_this", {"x": 1}).id
-    async with RunningWorker(conveyor.Worker(queue.name, options=WORKER_TEST_OPTIONS)):
+    options = dataclasses.replace(WORKER_TEST_OPTIONS, unknown_job_grace=0.0)
+    async with RunningWorker(conveyor.Worker(queue.name, options=options)):
         await wait_for(lambda: queue.counts().dead == 1)
     job = run_json("job", queue.name, job_id)
     assert job["state"] == "dead" and job["dead_reason"] == "unknown_job"

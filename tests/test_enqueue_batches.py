@@ -122,7 +122,7 @@ async def test_a_call_larger_than_one_batch_keeps_its_order(
 async def test_a_bad_item_in_a_batch_writes_nothing(queue: conveyor.Queue) -> None:
     with pytest.raises(conveyor.PayloadError, match="expected a JobSpec"):
         await queue.enqueue_many([("ok", 1), ["not", "a tuple"]])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="needs a name"):
+    with pytest.raises(ValueError, match="job name must be 1-200 characters"):
         await queue.enqueue_many([("ok", 1), ("", 2)])
     assert (await queue.counts()).waiting == 0
 

@@ -6,7 +6,7 @@ import pytest
 
 from conveyor import Exponential, Fixed, Immediate, PermanentError, RetryLater
 from conveyor.job import AttemptCause, DeadReason
-from conveyor.retry import Failure, backoff_from_json, decide
+from conveyor.retry import Decision, Failure, backoff_from_json, decide
 
 
 def test_exponential_schedule_without_jitter_doubles_up_to_the_cap() -> None:
@@ -51,6 +51,19 @@ def test_timeouts_and_stalls_spend_the_same_budget() -> None:
     for cause in (AttemptCause.TIMEOUT, AttemptCause.STALLED):
         assert decide(_failure(2, cause), Immediate()).retry
         assert decide(_failure(3, cause), Immediate()).reason is DeadReason.ATTEMPTS_EXHAUSTED
+
+
+def test_a_first_stall_resumes_at_once_ahead_of_the_queue_and_later_ones_back_off() -> None:
+    policy = Fixed(7.0)
+    first = decide(_failure(1, AttemptCause.STALLED, stalls=1), policy)
+    assert first == Decision(True, delay=0.0, front=True)
+    again = decide(_failure(2, AttemptCause.STALLED, stalls=2), policy)
+    assert again == Decision(True, delay=7.0)  # behind the queue, after the backoff
+    # A first stall still costs its attempt: with none left the job is dead.
+    last = decide(_failure(3, AttemptCause.STALLED, stalls=1), policy)
+    assert not last.retry and last.reason is DeadReason.ATTEMPTS_EXHAUSTED
+    # Errors and timeouts never jump the queue.
+    assert not decide(_failure(1, AttemptCause.TIMEOUT, stalls=1), policy).front
 
 
 def test_too_many_stalls_is_its_own_reason() -> None:

@@ -191,6 +191,7 @@ async def test_metrics_after_a_known_workload(queue: conveyor.Queue, server_url:
     assert live.counts.dead == 1 and live.oldest_dead_age is not None
     (info,) = live.workers
     assert info.id == worker.id and info.concurrency == WORKER_TEST_OPTIONS.concurrency
+    assert info.handlers == sorted(worker.handlers)  # the job names it serves
     assert (await queue.metrics()).workers == []  # gone once stopped
 
 

@@ -129,7 +129,8 @@ async def test_a_transient_failure_then_success(queue: conveyor.Queue, server_ur
 async def test_bad_jobs_go_dead_at_once_and_the_worker_keeps_running(
     queue: conveyor.Queue, server_url: str
 ) -> None:
-    worker = make_worker(queue, server_url)
+    # No grace: no live worker knows "no_such_handler" (see tests/test_rolling_deploy.py).
+    worker = make_worker(queue, server_url, unknown_job_grace=0.0)
 
     @worker.handler
     async def known(ctx: JobContext, payload: Any) -> str:
@@ -190,7 +191,7 @@ async def test_an_async_handler_is_cancelled_at_its_timeout(
     assert attempt.ended_at - attempt.started_at >= 0.2 - 1e-3  # at the deadline, not before
 
 
-async def test_a_sync_handler_timeout_fails_the_attempt_and_keeps_the_slot_busy(
+async def test_a_sync_handler_timeout_fails_the_attempt_and_gives_the_slot_back(
     queue: conveyor.Queue, server_url: str
 ) -> None:
     worker = make_worker(queue, server_url, concurrency=1)
@@ -202,18 +203,19 @@ async def test_a_sync_handler_timeout_fails_the_attempt_and_keeps_the_slot_busy(
         release.wait(30)
 
     @worker.handler
-    async def after(ctx: JobContext, payload: None) -> None:
-        ran.append(ctx.id)
+    def after(ctx: JobContext, payload: None) -> None:
+        ran.append(threading.current_thread().name)
 
-    async with RunningWorker(worker):
-        job = await queue.enqueue("stuck", None, attempts=1)
-        dead = await wait_for(lambda: in_state(queue, job.id, JobState.DEAD))
-        second = await queue.enqueue("after", None)
-        # The only slot is still held by the stuck thread: the next job must wait for it.
-        assert await in_state(queue, second.id, JobState.WAITING)
-        assert not ran
+    try:
+        async with RunningWorker(worker):
+            job = await queue.enqueue("stuck", None, attempts=1)
+            dead = await wait_for(lambda: in_state(queue, job.id, JobState.DEAD))
+            second = await queue.enqueue("after", None)
+            # The stuck thread was abandoned at the timeout: a new thread runs the next job.
+            await wait_for(lambda: in_state(queue, second.id, JobState.COMPLETED))
+            assert not release.is_set() and len(ran) == 1
+    finally:
         release.set()
-        await wait_for(lambda: in_state(queue, second.id, JobState.COMPLETED))
     assert dead.history[0].cause is AttemptCause.TIMEOUT
 
 
@@ -348,9 +350,9 @@ async def test_a_full_worker_refills_with_a_small_fetch_first_then_doubles(
     sizes: list[int] = []
     fetch = calls.fetch
 
-    def recording_fetch(*args: Any) -> Any:
+    def recording_fetch(*args: Any, **kwargs: Any) -> Any:
         sizes.append(args[2])
-        return fetch(*args)
+        return fetch(*args, **kwargs)
 
     monkeypatch.setattr(calls, "fetch", recording_fetch)
     worker = make_worker(queue, server_url, concurrency=100, fetch_batch=100)
@@ -385,15 +387,22 @@ def test_fetch_counts_the_attempt_and_complete_checks_the_lock_token(
     job = sync_queue.enqueue("ok", 1, retention=60)
     transport = SyncTransport(connection.sync_client(server_url), server_url)
     try:
-        (reply,) = transport.execute([calls.fetch(keys, options, 10, "w1", "w1.0", 60_000)])
+        (reply,) = transport.execute(
+            [
+                calls.fetch(
+                    keys, options, 10, "w1", "w1.0", 60_000, names=["ok"], unknown_job_grace=60.0
+                )
+            ]
+        )
         (claim,) = calls.parse_fetch(sync_queue.name, reply).claims
         assert (claim.id, claim.attempt, claim.token) == (job.id, 1, "w1.0.1")
         forged = (job.id, "w9.0.1", b"1", 0)
-        assert transport.execute([calls.complete(keys, options, [forged])]) == [[job.id.encode()]]
+        refused = [[[job.id.encode()], []]]  # (refused: the lock is not held, of which missing)
+        assert transport.execute([calls.complete(keys, options, [forged])]) == refused
         assert sync_queue.get_job(job.id).state is JobState.ACTIVE  # type: ignore[union-attr]
         done = (job.id, claim.token, b"2", 0)
-        assert transport.execute([calls.complete(keys, options, [done])]) == [[]]
-        assert transport.execute([calls.complete(keys, options, [done])]) == [[job.id.encode()]]
+        assert transport.execute([calls.complete(keys, options, [done])]) == [[[], []]]
+        assert transport.execute([calls.complete(keys, options, [done])]) == refused
         stored = sync_queue.get_job(job.id)
         assert stored is not None and stored.state is JobState.COMPLETED and stored.result == 2
         assert stored.attempt == 1

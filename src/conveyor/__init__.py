@@ -19,6 +19,8 @@ from conveyor.errors import (
     RetryLater,
     ServerUnavailable,
     UnsafeServerError,
+    WorkerFailedError,
+    WorkerStuckError,
 )
 from conveyor.events import Event
 from conveyor.job import Attempt, AttemptCause, DeadReason, Durability, ErrorInfo, Job, JobState
@@ -79,7 +81,9 @@ __all__ = [
     "SyncQueue",
     "UnsafeServerError",
     "Worker",
+    "WorkerFailedError",
     "WorkerInfo",
     "WorkerOptions",
+    "WorkerStuckError",
     "__version__",
 ]

@@ -74,7 +74,8 @@ class QueueBase:
     ) -> Op[list[Job]]:
         given = (id, delay, run_at, attempts, timeout, backoff, retention, dedup, group,
                  partition_key)  # fmt: skip
-        if given == _NOTHING and priority == defaults.PRIORITY:  # no options: the short way
+        if given == _NOTHING and type(priority) is int and priority == defaults.PRIORITY:
+            # no options: the short way (a JobSpec checks options; here only name and payload)
             if not self.partitioned:
                 return ops.enqueue_many(self.keys, [(name, payload)], self.options, durable)
             pair = [(name, payload)]

@@ -34,6 +34,12 @@ MAX_ID_CHARS = 200  # a job id (or a schedule id)
 MAX_NAME_CHARS = 200  # a job (handler) name
 MAX_KEY_CHARS = 1_000  # a group key, a dedup key, a partition key
 MAX_SECONDS = 10 * 365 * 24 * 3600.0  # longest delay, timeout, retention or window (10 years)
+MAX_TIMESTAMP = 32_503_680_000.0  # latest run_at (Unix time of 3000-01-01)
+MIN_TIMEOUT = 0.001  # shortest timeout or window (one millisecond, the stored unit)
+MAX_LIMIT = 1_000_000  # largest limit count (concurrency, jobs per rate window)
+MAX_REPLICAS = 100  # most replicas a durable enqueue may wait for
+MAX_SCHEDULE_ID_CHARS = MAX_ID_CHARS - 40  # its job ids add "schedule:" and the tick
+MIN_EVERY = 1.0  # shortest interval of an ``every=`` schedule (seconds)
 MAX_CLOCK_SKEW = 3600.0  # an imported past time (created, died) may be this far in our future
 
 # Retention (completed and dead jobs are trimmed by count and by age)
@@ -52,13 +58,29 @@ CONCURRENCY = 10
 FETCH_BATCH = 100  # most jobs taken by one fetch call
 LOCK_TTL = 10.0  # a lock not renewed for this long marks its job stalled
 LOCK_RENEW_INTERVAL = LOCK_TTL / 3
-STALL_CHECK_INTERVAL = 5.0  # killed worker's jobs recovered within LOCK_TTL + this
+STALL_CHECK_INTERVAL = 2.0  # killed worker's jobs recovered within LOCK_TTL + this (12 s)
 SCHEDULE_CHECK_INTERVAL = 1.0  # how often workers look for schedule ticks that are due
 MAX_STALLS = 3  # more stalls than this and the job is dead ("too_many_stalls")
+# A job whose name no live worker of its queue has known for this long is dead
+# ("unknown_job"); until then workers that do not know the name leave it for one that does.
+UNKNOWN_JOB_GRACE = 300.0
+UNKNOWN_JOB_PAUSE = 0.5  # a fetch that found only names the worker does not know: wait this
+# (doubling, up to IDLE_BLOCK, while it keeps finding only those)
+FETCH_SCAN_LIMIT = 200  # most waiting jobs one fetch looks at to find names it knows
 IDLE_BLOCK = 5.0  # longest a blocked fetch waits before looking again
 SHUTDOWN_GRACE = 30.0
+#: After the grace, how long a stopping worker waits for cancelled handlers to end before it
+#: hands their jobs back anyway (an async handler may swallow its cancellation).
+SHUTDOWN_CANCEL_WAIT = 5.0
 HEARTBEAT_TTL = 30.0
 RECONNECT_BACKOFF_MAX = 5.0
+MAX_ABANDONED_THREADS = 10  # threads hung past their timeout before a worker stops itself
+# A background task that fails is logged and restarted after 1 s, 2 s, 4 s, ... (at most
+# TASK_RESTART_PAUSE_MAX); after TASK_RESTARTS failures in a row the worker stops.
+TASK_RESTARTS = 8
+TASK_RESTART_PAUSE = 1.0
+TASK_RESTART_PAUSE_MAX = 30.0
+TASK_HEALTHY_AFTER = 60.0  # a task that ran this long before failing starts its count over
 
 # Connections
 CONNECT_TIMEOUT = 2.0
@@ -72,6 +94,7 @@ DURABLE_TIMEOUT = 1.0
 BACKOFF_BASE = 1.0
 BACKOFF_FACTOR = 2.0
 BACKOFF_CAP = 300.0
+MAX_BACKOFF_FACTOR = 1000.0
 
 # HTTP (the Prometheus exporter and the dashboard)
 HTTP_READ_TIMEOUT = 10.0  # seconds a connection has to deliver a whole request

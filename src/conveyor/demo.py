@@ -160,7 +160,9 @@ async def run_demo(
     specs = workload(jobs)
     options = QueueOptions(completed_keep_count=max(1000, len(specs)))
     app = _App()
-    worker_options = WorkerOptions(concurrency=3, idle_block=0.5, shutdown_grace=5.0)
+    # No grace for unknown job names: the demo's job that nobody handles dies at once.
+    worker_options = WorkerOptions(concurrency=3, idle_block=0.5, shutdown_grace=5.0,
+                                   unknown_job_grace=0.0)  # fmt: skip
     pool = [Worker(name, handlers=app.handlers(), url=url, options=worker_options,
                    queue_options=options) for _ in range(workers)]  # fmt: skip
     started = time.monotonic()

@@ -15,7 +15,7 @@ import msgspec
 
 from conveyor import defaults, dlq_records
 from conveyor.dlq_records import CheckedJob, record_line
-from conveyor.job import DeadReason, Job, job_from_hash
+from conveyor.job import DeadReason, Job, JobState, job_from_hash
 from conveyor.keys import QueueKeys, job_partition, partition_for
 from conveyor.ops import (
     Command,
@@ -86,7 +86,8 @@ def list_dead(keys: QueueKeys, where: DeadFilter, cursor: int = 0, limit: int = 
     while position is not None and len(jobs) < limit:
         args = [position, SCAN, limit - len(jobs), 0, *where.args()]
         (reply,) = yield [call("list_dead", keys, *args)]
-        jobs += [job_from_hash(keys.queue, dict(zip(h[::2], h[1::2], strict=True)))
+        jobs += [job_from_hash(keys.queue, dict(zip(h[::2], h[1::2], strict=True)),
+                               state=JobState.DEAD)
                  for h in reply[1:]]  # fmt: skip
         position = None if int(reply[0]) < 0 else int(reply[0])
     return DeadPage(jobs, position)
@@ -301,9 +302,9 @@ def route_outbox(
         return 0
     replies = yield [Command(("HGETALL", keys.job(raw.decode()))) for raw in raw_ids]
     specs: dict[int, list[JobSpec]] = {}
-    for fields in replies:
+    for raw, fields in zip(raw_ids, replies, strict=True):
         if fields:
-            job = job_from_hash(keys.queue, fields)
+            job = job_from_hash(keys.queue, fields, job_id=raw.decode())
             copy_id = f"{keys.queue}.{job.id}.{job.replays}"
             spec = JobSpec("dead_letter", dead_letter_payload(job), id=copy_id)
             specs.setdefault(partition_for(copy_id, len(targets)), []).append(spec)

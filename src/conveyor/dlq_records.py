@@ -59,6 +59,8 @@ class DeadFields(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_
     result: str | None = None
     logs: str | None = None
     cancel_requested: str | None = None
+    #: When a worker first passed over the job for want of a handler (see fetch.lua).
+    unknown_since_ms: int | None = None
 
 
 class DeadRecord(msgspec.Struct, forbid_unknown_fields=True):

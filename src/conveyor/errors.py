@@ -94,6 +94,11 @@ class EmbeddedServerError(ConveyorError):
     """The embedded Valkey server could not be started, found or stopped."""
 
 
+class WorkerFailedError(ConveyorError):
+    """A background task of a worker (a fetcher, stall recovery, the lock keeper, ...) kept
+    failing, so the worker stopped rather than heartbeat without working (the CLI exits 1)."""
+
+
 class PermanentError(ConveyorError):
     """Raise from a handler to send the job to the dead-letter queue at once, without retries."""
 
@@ -104,3 +109,8 @@ class RetryLater(ConveyorError):
     def __init__(self, delay: float, message: str = "") -> None:
         super().__init__(message or f"retry requested in {delay:g}s")
         self.delay = delay
+
+
+class WorkerStuckError(WorkerFailedError):
+    """The worker stopped itself: more handler threads hung past their timeout than
+    ``WorkerOptions.max_abandoned_threads`` allows (a supervisor should restart it)."""

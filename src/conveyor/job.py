@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 
-from conveyor import codec
+from conveyor import codec, defaults
+from conveyor.stored import STORED_TIMEOUT_MS_MAX, StoredFields
 
 
 class JobState(str, enum.Enum):
@@ -30,6 +31,8 @@ class DeadReason(str, enum.Enum):
     UNKNOWN_JOB = "unknown_job"
     TOO_MANY_STALLS = "too_many_stalls"
     KILLED = "killed"
+    #: A stored field of the job is missing or malformed (see :attr:`Job.problems`).
+    INVALID_JOB = "invalid_job"
 
 
 class AttemptCause(str, enum.Enum):
@@ -40,6 +43,7 @@ class AttemptCause(str, enum.Enum):
     STALLED = "stalled"
     INVALID_PAYLOAD = "invalid_payload"
     UNKNOWN_JOB = "unknown_job"
+    INVALID_JOB = "invalid_job"
 
 
 class ErrorInfo(msgspec.Struct, frozen=True):
@@ -101,6 +105,9 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     options: dict[str, Any] = msgspec.field(default_factory=dict)
     group: str | None = None
     durability: Durability | None = None
+    #: What is wrong with the stored job, one entry per field (``"priority: b'1.5' is not
+    #: an integer"``); such a field reads as its default. Empty for a well-formed job.
+    problems: tuple[str, ...] = ()
 
     @property
     def payload(self) -> Any:
@@ -118,44 +125,83 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
         return None if self.raw_result is None else codec.decode(self.raw_result)
 
 
-def _ms(value: bytes | None) -> float | None:
-    return None if not value else int(value) / 1000.0
+def job_from_hash(
+    queue: str, fields: dict[bytes, bytes], *, job_id: str | None = None,
+    state: JobState | None = None,
+) -> Job:  # fmt: skip
+    """Build a :class:`Job` from the stored hash of a job; never raises.
 
-
-def job_from_hash(queue: str, fields: dict[bytes, bytes]) -> Job:
-    """Build a :class:`Job` from the stored hash of a job."""
-    get = fields.get
-    history = tuple(
-        _attempt_decoder.decode(line) for line in (get(b"history") or b"").splitlines() if line
-    )
-    error = get(b"error")
-    reason = get(b"reason")
-    timeout_ms = int(get(b"timeout_ms") or 0)
-    options = get(b"options")
-    return Job(
-        id=fields[b"id"].decode(),
+    A missing or malformed field reads as its default and is named in ``problems``.
+    ``job_id`` and ``state`` are what the caller knows (from the key, from the set it
+    listed), used when the hash lacks them.
+    """
+    f = StoredFields(fields)
+    stored_id = f.text("id", required=job_id is None)
+    raw_state = f.text("state")
+    try:
+        found_state = JobState(raw_state)
+    except ValueError:
+        f.problem("state", f"{raw_state!r} is not a state" if raw_state else "missing")
+        found_state = state or JobState.WAITING
+    raw_reason = f.text("reason")
+    try:
+        reason = DeadReason(raw_reason) if raw_reason else None
+    except ValueError:
+        f.problem("reason", f"{raw_reason!r} is not a dead reason")
+        reason = None
+    payload = f.raw("payload")
+    if payload is None:
+        f.problem("payload", "missing")
+    timeout_ms = f.integer("timeout_ms", 0, 0, STORED_TIMEOUT_MS_MAX)
+    job = Job(
+        id=job_id or stored_id,
         queue=queue,
-        name=fields[b"name"].decode(),
-        state=JobState(fields[b"state"].decode()),
-        raw_payload=fields[b"payload"],
-        priority=int(get(b"priority") or 0),
-        attempt=int(get(b"attempt") or 0),
-        max_attempts=int(get(b"max_attempts") or 1),
+        name=f.text("name", required=True),
+        state=found_state,
+        raw_payload=payload or b"",
+        priority=f.integer("priority", 0, defaults.PRIORITY_MIN, defaults.PRIORITY_MAX),
+        attempt=f.integer("attempt", 0, 0),
+        max_attempts=f.integer("max_attempts", 1, 1),
         timeout=timeout_ms / 1000.0 if timeout_ms else None,
-        created_at=_ms(get(b"created_ms")) or 0.0,
-        due_at=_ms(get(b"due_ms")),
-        started_at=_ms(get(b"started_ms")),
-        finished_at=_ms(get(b"finished_ms")),
-        raw_result=get(b"result"),
-        error=_error_decoder.decode(error) if error else None,
-        dead_reason=DeadReason(reason.decode()) if reason else None,
-        stalls=int(get(b"stalls") or 0),
-        first_failed_at=_ms(get(b"first_failed_ms")),
-        last_failed_at=_ms(get(b"failed_ms")),
-        replays=int(get(b"replays") or 0),
-        raw_progress=get(b"progress"),
-        logs=tuple((get(b"logs") or b"").decode(errors="replace").splitlines()),
-        history=history,
-        options=codec.decode(options) if options else {},
-        group=group.decode() if (group := get(b"group")) else None,
+        created_at=f.millis("created_ms") or 0.0,
+        due_at=f.millis("due_ms"),
+        started_at=f.millis("started_ms"),
+        finished_at=f.millis("finished_ms"),
+        raw_result=f.raw("result"),
+        error=_decoded(f, "error", _error_decoder),
+        dead_reason=reason,
+        stalls=f.integer("stalls", 0, 0),
+        first_failed_at=f.millis("first_failed_ms"),
+        last_failed_at=f.millis("failed_ms"),
+        replays=f.integer("replays", 0, 0),
+        raw_progress=f.raw("progress"),
+        logs=tuple((f.raw("logs") or b"").decode(errors="replace").splitlines()),
+        history=_history(f),
+        options=f.options(),
+        group=f.text("group") or None,
     )
+    f.integer("band", 0, required=True)  # not shown; a worker buries a job whose band is bad
+    return msgspec.structs.replace(job, problems=tuple(f.problems)) if f.problems else job
+
+
+def _decoded(f: StoredFields, name: str, decoder: msgspec.json.Decoder[ErrorInfo]) -> Any:
+    raw = f.raw(name)
+    if not raw:
+        return None
+    try:
+        return decoder.decode(raw)
+    except msgspec.DecodeError:
+        f.problem(name, "not a JSON error record")
+        return None
+
+
+def _history(f: StoredFields) -> tuple[Attempt, ...]:
+    attempts = []
+    for line in (f.raw("history") or b"").splitlines():
+        if not line:
+            continue
+        try:
+            attempts.append(_attempt_decoder.decode(line))
+        except msgspec.DecodeError:
+            f.problem("history", "a line is not a JSON attempt record")
+    return tuple(attempts)

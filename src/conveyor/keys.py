@@ -26,6 +26,7 @@ QUEUE_KEYS: dict[str, str] = {
     "dead_outbox": "dead-outbox",  # list: dead job ids to copy to a dead-letter queue
     "workers": "workers",  # zset: worker id -> heartbeat expiry (ms)
     "worker_info": "worker-info",  # hash: worker id -> JSON description
+    "handlers": "handlers",  # hash: job name -> heartbeat expiry (ms) of a worker handling it
     "dedup": "dedup:",  # prefix of one string per deduplication key: dedup:<key> -> job id
     "schedules": "schedules",  # hash: schedule id -> JSON definition
     "schedule_due": "schedule-due",  # zset: schedule id -> next fire time (ms)
@@ -47,12 +48,12 @@ PARTITIONS = f"{KEY_PREFIX}:partitions"
 PARTITION_SEPARATOR = "~"
 
 # A name, optionally followed by a partition number (which user names cannot contain).
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,200}(~[0-9]{1,4})?$")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}(~[0-9]{1,4})?")
 
 
 def validate_queue_name(name: str) -> str:
     """Return ``name`` if it is a usable queue name, else raise ``ValueError``."""
-    if not _QUEUE_NAME.match(name):
+    if type(name) is not str or not _QUEUE_NAME.fullmatch(name):
         raise ValueError(
             f"invalid queue name {name!r}: use 1-200 letters, digits, '_', '.', ':' or '-'"
         )

@@ -14,8 +14,10 @@ from typing import Any
 import msgspec
 
 from conveyor import codec
+from conveyor.errors import PayloadError
 from conveyor.keys import QueueKeys
 from conveyor.ops import Call, Command, Counts, Op, call, parse_counts
+from conveyor.stored import whole
 
 #: Upper bounds (ms) of the processing-time buckets; the last bucket is unbounded.
 DURATION_BOUNDS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000,
@@ -63,6 +65,10 @@ class WorkerInfo(msgspec.Struct, frozen=True):
     started_at: float = 0.0
     last_heartbeat: float = 0.0
     jobs_done: int = 0
+    #: Handler threads abandoned at their timeout and still running (hung code).
+    abandoned_threads: int = 0
+    #: The job names it has handlers for (it takes no job of another name; see the README).
+    handlers: list[str] = []
 
 
 class QueueMetrics(msgspec.Struct, frozen=True):
@@ -130,9 +136,9 @@ def queue_metrics(keys: QueueKeys, window: float = 3600.0) -> Op[QueueMetrics]:
     stats, buckets = _minutes(minutes, per_minute)
     live = {raw.decode() for raw in alive}
     workers = [
-        msgspec.convert(codec.decode(blob), WorkerInfo)
+        worker
         for worker_id, blob in info.items()
-        if worker_id.decode() in live
+        if worker_id.decode(errors="replace") in live and (worker := _worker_info(blob))
     ]
     return QueueMetrics(
         queue=keys.queue,
@@ -148,8 +154,17 @@ def queue_metrics(keys: QueueKeys, window: float = 3600.0) -> Op[QueueMetrics]:
     )
 
 
-def _age(now: float, created_ms: Any) -> float | None:
-    return max(0.0, now - int(created_ms) / 1000) if created_ms else None
+def _worker_info(blob: bytes) -> WorkerInfo | None:
+    """A worker's stored self-description; ``None`` (the worker not shown) if malformed."""
+    try:
+        return msgspec.convert(codec.decode(blob), WorkerInfo)
+    except (PayloadError, msgspec.ValidationError):
+        return None
+
+
+def _age(now: float, stored_ms: Any) -> float | None:
+    ms = whole(stored_ms)  # a malformed stored time shows as no age, never an error
+    return max(0.0, now - ms / 1000) if ms else None
 
 
 def _minutes(

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 from redis.exceptions import ResponseError
 
-from conveyor import codec, defaults
+from conveyor import codec, defaults, validate
 from conveyor.errors import (
     ConveyorError,
     JobStateError,
@@ -28,9 +28,9 @@ from conveyor.errors import (
     QueueBusyError,
 )
 from conveyor.job import Durability, Job, JobState, job_from_hash
-from conveyor.keys import QUEUE_REGISTRY, QueueKeys
+from conveyor.keys import QUEUE_REGISTRY, QueueKeys, validate_queue_name
 from conveyor.lua import Script, script
-from conveyor.retry import Backoff
+from conveyor.retry import Backoff, Exponential, Fixed, Immediate, backoff_from_json
 
 T = TypeVar("T")
 
@@ -108,6 +108,38 @@ class QueueOptions(msgspec.Struct, frozen=True, kw_only=True):
     #: Also enqueue every job that dies as a ``dead_letter`` job on this queue.
     dead_letter_queue: str | None = None
 
+    def __post_init__(self) -> None:
+        validate.integer(self.max_attempts, "max_attempts", 1, defaults.ATTEMPTS_MAX)
+        _timeout(self.timeout, "timeout")
+        _backoff(self.backoff)
+        for size in ("max_payload_bytes", "max_result_bytes"):
+            validate.integer(getattr(self, size), size, 1, _MAX_VALUE_BYTES)
+        for count in ("completed_keep_count", "dead_keep_count", "events_maxlen"):
+            validate.integer(getattr(self, count), count, 0, 2**53)
+        for age in ("completed_keep_age", "dead_keep_age"):
+            validate.seconds(getattr(self, age), age)
+        validate.seconds(self.metrics_window, "metrics_window", positive=True)
+        if self.dead_letter_queue is not None:
+            try:
+                validate_queue_name(self.dead_letter_queue)
+            except ValueError as exc:
+                raise ValueError(f"dead_letter_queue: {exc}") from None
+
+
+#: The largest payload or result limit: a batch of jobs is one server argument (512 MB).
+_MAX_VALUE_BYTES = 64 * 1024 * 1024
+
+
+def _timeout(value: Any, what: str) -> float:
+    # At least a millisecond (the stored unit), so a timeout is never stored as 0 (default).
+    return validate.number(value, what, defaults.MIN_TIMEOUT, defaults.MAX_SECONDS, unit=" seconds")
+
+
+def _backoff(value: Any) -> None:
+    if value is not None and not isinstance(value, (Immediate, Fixed, Exponential)):
+        raise ValueError(f"backoff must be Immediate(), Fixed(...) or Exponential(...), "
+                         f"not {value!r}")  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Durable:
@@ -121,6 +153,11 @@ class Durable:
     aof_local: bool = True
     replicas: int = 0
     timeout: float = defaults.DURABLE_TIMEOUT
+
+    def __post_init__(self) -> None:
+        validate.flag(self.aof_local, "Durable.aof_local")
+        validate.integer(self.replicas, "Durable.replicas", 0, defaults.MAX_REPLICAS)
+        _timeout(self.timeout, "Durable.timeout")
 
 
 @dataclass(frozen=True)
@@ -137,6 +174,11 @@ class Dedup:
     key: str
     window: float
     debounce: bool = False
+
+    def __post_init__(self) -> None:
+        validate.text(self.key, "dedup key", defaults.MAX_KEY_CHARS)
+        _timeout(self.window, "dedup window")
+        validate.flag(self.debounce, "Dedup.debounce")
 
 
 @dataclass(frozen=True)
@@ -160,6 +202,49 @@ class JobSpec:
     #: On a partitioned queue: jobs with the same key go to the same partition, in order.
     partition_key: str | None = None
 
+    def __post_init__(self) -> None:
+        """Check every option once, here: a bad value raises ``ValueError`` naming it."""
+        validate.text(self.name, "job name", defaults.MAX_NAME_CHARS)
+        if self.id is not None:
+            validate.text(self.id, "id", defaults.MAX_ID_CHARS)
+        validate.integer(self.priority, "priority", defaults.PRIORITY_MIN, defaults.PRIORITY_MAX)
+        if self.attempts is not None:
+            validate.integer(self.attempts, "attempts", 1, defaults.ATTEMPTS_MAX)
+        _check_times(self)
+        _backoff(self.backoff)
+        if self.dedup is not None and not isinstance(self.dedup, Dedup):
+            raise ValueError(f"dedup must be a Dedup(key, window), not {self.dedup!r}")
+        for key in ("group", "partition_key"):
+            if (value := getattr(self, key)) is not None:
+                validate.text(value, key, defaults.MAX_KEY_CHARS)
+        _check_meta(self.meta)
+
+
+def _check_times(spec: JobSpec) -> None:
+    if spec.delay is not None:
+        validate.seconds(spec.delay, "delay")
+    if spec.run_at is not None:
+        _check_run_at(spec.run_at)
+    if spec.timeout is not None:
+        _timeout(spec.timeout, "timeout")
+    if spec.retention is not None:
+        validate.seconds(spec.retention, "retention")
+
+
+def _check_run_at(run_at: Any) -> None:
+    if type(run_at) not in (int, float) or not 0 <= run_at <= defaults.MAX_TIMESTAMP:
+        raise ValueError(
+            "run_at must be a timezone-aware datetime or a Unix time from 0 to "
+            f"{defaults.MAX_TIMESTAMP:.0f} (the year 3000), not {run_at!r}"
+        )
+
+
+def _check_meta(meta: Any) -> None:
+    if type(meta) is not dict or not all(type(key) is str for key in meta):
+        raise ValueError(f"meta must be a dict with str keys, not {meta!r}")
+    if "backoff" in meta:  # a replayed job's stored backoff: it must settle
+        backoff_from_json(meta["backoff"])
+
 
 def priority_band(priority: int) -> int:
     """The waiting-set score base of a priority: higher priorities sort first, FIFO inside.
@@ -167,10 +252,7 @@ def priority_band(priority: int) -> int:
     Each band spans 2**41 scores; sequence numbers start at 2**40 so handed-back jobs can
     take numbers below it and run first within their band.
     """
-    if not defaults.PRIORITY_MIN <= priority <= defaults.PRIORITY_MAX:
-        raise ValueError(
-            f"priority {priority} is outside {defaults.PRIORITY_MIN}..{defaults.PRIORITY_MAX}"
-        )
+    validate.integer(priority, "priority", defaults.PRIORITY_MIN, defaults.PRIORITY_MAX)
     return (defaults.PRIORITY_MAX - priority) * 2**41 + 2**40
 
 
@@ -212,17 +294,14 @@ _Draft = tuple[str, str, bytes, int, int, float | None, float, dict[str, Any], s
 def job_args(
     spec: JobSpec, options: QueueOptions, job_id: str | None = None, now: float | None = None
 ) -> tuple[list[Any], _Draft]:
-    """The enqueue script's 15 values for one job (see enqueue.lua), and its draft."""
-    if not spec.name:
-        raise ValueError("a job needs a name")
+    """The enqueue script's 15 values for one job (see enqueue.lua), and its draft.
+
+    ``spec`` checked its options when it was made; this encodes its payload.
+    """
     payload = codec.encode(spec.payload, limit=options.max_payload_bytes)
     now = time.time() if now is None else now
-    job_id = spec.id or job_id or new_job_ids(1)[0]
-    if len(job_id) > 200:
-        raise ValueError("a job id must be 1-200 characters")
+    job_id = spec.id if spec.id is not None else job_id or new_job_ids(1)[0]
     max_attempts = spec.attempts if spec.attempts is not None else options.max_attempts
-    if max_attempts < 1:
-        raise ValueError("attempts must be at least 1")
     stored: dict[str, Any] = dict(spec.meta)
     backoff = spec.backoff or options.backoff
     if backoff is not None:
@@ -234,8 +313,6 @@ def job_args(
     delay = spec.delay
     dedup: list[Any] = ["", 0, ""]
     if spec.dedup is not None:
-        if not spec.dedup.key or spec.dedup.window <= 0:
-            raise ValueError("a dedup key must be non-empty with a positive window")
         mode = "debounce" if spec.dedup.debounce else "throttle"
         dedup = [spec.dedup.key, max(1, _ms(spec.dedup.window)), mode]
         if spec.dedup.debounce and delay is None and spec.run_at is None:
@@ -270,8 +347,8 @@ def _encode_jobs(
     drafts: list[_Draft] = []
     size = 0
     for job_id, item in zip(new_job_ids(len(items)), items, strict=True):
-        if type(item) is tuple and len(item) == 2 and type(item[0]) is str and item[0] and plain:
-            name = item[0]  # the common case, without a JobSpec
+        if type(item) is tuple and len(item) == 2 and type(item[0]) is str and plain:
+            name = _job_name(item[0])  # the common case, without a JobSpec
             payload = codec.encode(item[1], limit=limit)
             values = [job_id, name, payload.decode(), band, 0, 0, 0, max_attempts]
             draft: _Draft = (job_id, name, payload, 0, max_attempts, None, now, {}, None)
@@ -284,6 +361,12 @@ def _encode_jobs(
         batches[-1].append(values)
         drafts.append(draft)
     return [msgspec.msgpack.encode(batch) for batch in batches if batch], drafts
+
+
+@functools.lru_cache(maxsize=1024)
+def _job_name(name: str) -> str:
+    """A checked job name (a producer uses few names: each is checked once)."""
+    return validate.text(name, "job name", defaults.MAX_NAME_CHARS)
 
 
 def _spec(item: object) -> JobSpec:
@@ -308,6 +391,8 @@ def enqueue_many(
     ``jobs`` are :class:`JobSpec` objects or ``(name, payload)`` pairs. Every job is
     checked and encoded before anything is sent, so bad input writes nothing.
     """
+    if durable is not None and not isinstance(durable, Durable):
+        raise ValueError(f"durable must be a Durable(...), not {durable!r}")
     now = time.time()
     batches, drafts = _encode_jobs(jobs, options, now)
     if not drafts:
@@ -344,7 +429,7 @@ def enqueue_many(
         stored_jobs = yield [Command(("HGETALL", keys.job(job_id))) for job_id in existing]
         by_id = {job_id: fields for job_id, fields in zip(existing, stored_jobs, strict=True)}
         jobs_out = [
-            job_from_hash(queue, fields) if (fields := by_id.get(job.id)) else job
+            job_from_hash(queue, fields, job_id=job.id) if (fields := by_id.get(job.id)) else job
             for job in jobs_out
         ]
     return jobs_out
@@ -376,7 +461,7 @@ def _durability(reply: Any, durable: Durable) -> Durability:
 def get_job(keys: QueueKeys, job_id: str) -> Op[Job | None]:
     """Read one job, or ``None`` if it does not exist."""
     (fields,) = yield [Command(("HGETALL", keys.job(job_id)))]
-    return job_from_hash(keys.queue, fields) if fields else None
+    return job_from_hash(keys.queue, fields, job_id=job_id) if fields else None
 
 
 class Counts(msgspec.Struct, frozen=True):
@@ -413,7 +498,7 @@ def list_jobs(keys: QueueKeys, state: JobState, offset: int = 0, limit: int = 50
     if limit < 1 or offset < 0:
         raise ValueError("offset must be >= 0 and limit >= 1")
     (reply,) = yield [call("list_jobs", keys, JobState(state).value, offset, limit)]
-    return [job_from_hash(keys.queue, _pairs(flat)) for flat in reply]
+    return [job_from_hash(keys.queue, _pairs(flat), state=JobState(state)) for flat in reply]
 
 
 def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
@@ -435,13 +520,14 @@ def cancel(keys: QueueKeys, options: QueueOptions, job_id: str) -> Op[str | None
 
 def set_priority(keys: QueueKeys, options: QueueOptions, job_id: str, priority: int) -> Op[bool]:
     """Change the priority of a waiting or delayed job; ``False`` if there is no such job."""
-    band = priority_band(priority)
+    band = priority_band(priority)  # checks it: an integer in PRIORITY_MIN..PRIORITY_MAX
     (reply,) = yield [call("reprioritize", keys, options.events_maxlen, job_id, band, priority)]
     return bool(reply)
 
 
 def reschedule(keys: QueueKeys, options: QueueOptions, job_id: str, delay: float) -> Op[bool]:
     """Make a waiting or delayed job due ``delay`` seconds from now (0: run it now)."""
+    validate.seconds(delay, "delay")
     (reply,) = yield [call("reschedule", keys, options.events_maxlen, job_id, _ms(delay))]
     return bool(reply)
 
@@ -461,12 +547,22 @@ class Limits:
     group_concurrency: int | None = None
     group_rate: tuple[int, float] | None = None
 
+    def __post_init__(self) -> None:
+        for what in ("concurrency", "group_concurrency"):
+            if (value := getattr(self, what)) is not None:
+                validate.integer(value, what, 1, defaults.MAX_LIMIT)
+        for what in ("rate", "group_rate"):
+            if (rate := getattr(self, what)) is None:
+                continue
+            if type(rate) not in (tuple, list) or len(rate) != 2:
+                raise ValueError(f"{what} must be a pair (jobs, seconds), not {rate!r}")
+            validate.integer(rate[0], f"{what} jobs", 1, defaults.MAX_LIMIT)
+            _timeout(rate[1], f"{what} seconds")
+
 
 def _limit_calls(meta: str, field: str, value: int | None) -> list[Call]:
     if value is None:
         return [Command(("HDEL", meta, field))]
-    if value < 1:
-        raise ValueError(f"{field} must be at least 1")
     return [Command(("HSET", meta, field, value))]
 
 
@@ -474,13 +570,13 @@ def _rate_calls(meta: str, prefix: str, rate: tuple[int, float] | None) -> list[
     if rate is None:
         return [Command(("HDEL", meta, f"{prefix}_max", f"{prefix}_period_ms"))]
     jobs, seconds = rate
-    if jobs < 1 or seconds <= 0:
-        raise ValueError("a rate limit needs at least 1 job per a positive period")
     return [Command(("HSET", meta, f"{prefix}_max", jobs, f"{prefix}_period_ms", _ms(seconds)))]
 
 
 def set_limits(keys: QueueKeys, limits: Limits) -> Op[None]:
     """Store the queue's limits (``None`` fields remove a limit) and wake the workers."""
+    if not isinstance(limits, Limits):
+        raise ValueError(f"expected Limits(...), not {limits!r}")
     meta = keys.key("meta")
     yield [
         *_limit_calls(meta, "concurrency_max", limits.concurrency),

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from conveyor import dlq_ops, ops
+from conveyor import dlq_ops, ops, validate
 from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
 from conveyor.dlq_records import CheckedJob
 from conveyor.errors import ConveyorError
@@ -58,8 +58,8 @@ def resolve(queue: str, declared: int | None) -> Op[int]:
     another partition, so it is refused. A queue that already holds jobs unpartitioned
     cannot become partitioned either.
     """
-    if declared is not None and not 1 <= declared <= MAX_PARTITIONS:
-        raise ValueError(f"partitions must be between 1 and {MAX_PARTITIONS}, not {declared}")
+    if declared is not None:
+        validate.integer(declared, "partitions", 1, MAX_PARTITIONS)
     if logical_name(queue) != queue:  # a partition addressed directly is a plain queue
         if declared not in (None, 1):
             raise ValueError(f"{queue!r} is a partition; it cannot be partitioned again")

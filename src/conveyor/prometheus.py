@@ -72,12 +72,18 @@ class QueueCollector(Collector):
             "Processing time quantiles of completed jobs over the metrics window (bucket bounds)",
             labels=["queue", "quantile"],
         )
+        abandoned = GaugeMetricFamily(
+            "conveyor_abandoned_threads",
+            "Handler threads hung past their timeout, over the live workers of the queue",
+            labels=["queue"],
+        )
         for m in self.snapshots:
             q = m.queue
             for state, count in m.counts.per_state().items():
                 jobs.add_metric([q, state.value], count)
             paused.add_metric([q], int(m.counts.paused))
             workers.add_metric([q], len(m.workers))
+            abandoned.add_metric([q], sum(w.abandoned_threads for w in m.workers))
             completed.add_metric([q], m.completed_total)
             failed.add_metric([q], m.failed_total)
             dead.add_metric([q], m.dead_total)
@@ -87,8 +93,8 @@ class QueueCollector(Collector):
                 value = m.processing_time(fraction)
                 if value is not None:
                     duration.add_metric([q, str(fraction)], value)
-        yield from (jobs, paused, workers, completed, failed, dead, waiting_age, dead_age,
-                    duration)  # fmt: skip
+        yield from (jobs, paused, workers, abandoned, completed, failed, dead, waiting_age,
+                    dead_age, duration)  # fmt: skip
 
 
 class _Scrape(Collector):

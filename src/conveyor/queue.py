@@ -187,7 +187,7 @@ class Queue(QueueBase):
 
         A partitioned queue keeps its schedules, and their jobs, in its first partition.
         """
-        return await self._run(schedules.upsert((await self._parts())[0], schedule))
+        return await self._run(schedules.upsert((await self._parts())[0], schedule, self.options))
 
     async def unschedule(self, schedule_id: str) -> bool:
         """Remove a schedule; ``False`` if there was none."""
@@ -256,9 +256,7 @@ class Queue(QueueBase):
         """
         parts = await self._parts()
         positions = await self._run(partitions.start_positions(parts, last_id))
-        together = self._transport is not None and not connection.is_cluster(
-            self._transport.client
-        )
+        together = self._transport is not None and not connection.is_cluster(self._transport.client)
         while True:
             op = partitions.read_events_of(parts, positions, block=block, together=together)
             for event in await self._run(op):

@@ -9,6 +9,7 @@ no worker ran make one catch-up job (or none, with ``catch_up=False``), never a 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 from croniter import croniter
 
-from conveyor import defaults
+from conveyor import codec, defaults, validate
 from conveyor.keys import QueueKeys
 from conveyor.ops import Command, JobSpec, Op, QueueOptions, call, job_args
 
@@ -37,18 +38,27 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
     catch_up: bool = True
 
     def __post_init__(self) -> None:
+        """Check the definition once, here (see :func:`check_cron` for ``cron``)."""
+        validate.text(self.id, "schedule id", defaults.MAX_SCHEDULE_ID_CHARS)
+        validate.text(self.name, "job name", defaults.MAX_NAME_CHARS)
         if (self.cron is None) == (self.every is None):
             raise ValueError("a schedule needs exactly one of cron= or every=")
-        if self.every is not None and self.every <= 0:
-            raise ValueError("every= must be a positive number of seconds")
-        if self.cron is not None and not croniter.is_valid(self.cron):
-            raise ValueError(f"invalid cron expression {self.cron!r}")
+        if self.every is not None:
+            validate.number(self.every, "every", defaults.MIN_EVERY, defaults.MAX_SECONDS,
+                            unit=" seconds")  # fmt: skip
+        if self.cron is not None:
+            check_cron(self.cron)
+        if type(self.timezone) is not str:
+            raise ValueError(f"timezone must be a time zone name, not {self.timezone!r}")
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {self.timezone!r}") from None
-        if not self.id or not self.name:
-            raise ValueError("a schedule needs an id and a job name")
+        validate.flag(self.catch_up, "catch_up")
+        codec.encode(self.payload, limit=defaults.MAX_PAYLOAD_BYTES)
+        # Its jobs' options, checked as every tick's job will be.
+        JobSpec(self.name, id=self.job_id(0), priority=self.priority, attempts=self.attempts,
+                timeout=self.timeout)  # fmt: skip
 
     def next_after(self, moment: float) -> float:
         """The first tick strictly after ``moment`` (Unix time)."""
@@ -72,6 +82,22 @@ class Schedule(msgspec.Struct, frozen=True, kw_only=True):
         return f"schedule:{self.id}:{round(tick * 1000)}"
 
 
+def check_cron(cron: object) -> str:
+    """``cron`` if it is a standard five-field expression (minute hour day month weekday)
+    or an ``@daily``-style alias; croniter would also take a sixth (seconds) and a seventh
+    (year) field, and a schedule meant per minute would then fire every second."""
+    if type(cron) is not str:
+        raise ValueError(f"cron must be a string, not {cron!r}")
+    fields = cron.split()
+    alias = len(fields) == 1 and fields[0].startswith("@")
+    if not (alias or len(fields) == 5) or not croniter.is_valid(cron):
+        raise ValueError(
+            f"invalid cron expression {cron!r}: use five fields (minute hour day month "
+            "weekday), e.g. '*/5 * * * *', or an alias such as '@daily'"
+        )
+    return cron
+
+
 class ScheduleEntry(msgspec.Struct, frozen=True):
     """A stored schedule and its next tick."""
 
@@ -80,10 +106,27 @@ class ScheduleEntry(msgspec.Struct, frozen=True):
 
 
 _decoder = msgspec.json.Decoder(Schedule)
+log = logging.getLogger("conveyor.schedules")
 
 
-def upsert(keys: QueueKeys, schedule: Schedule) -> Op[float]:
-    """Create or replace a schedule; returns its next tick."""
+def _stored(schedule_id: bytes, blob: bytes) -> Schedule | None:
+    """A stored schedule, or ``None`` (logged) if it no longer passes the checks."""
+    try:
+        return _decoder.decode(blob)
+    except msgspec.ValidationError as exc:  # written by an older version, or by hand
+        log.warning("ignoring invalid schedule %r: %s", schedule_id.decode(errors="replace"), exc)
+        return None
+
+
+def upsert(keys: QueueKeys, schedule: Schedule, options: QueueOptions | None = None) -> Op[float]:
+    """Create or replace a schedule; returns its next tick.
+
+    Its job is built now as each tick will build it, so a payload over the queue's limit is
+    refused here rather than at every tick.
+    """
+    if not isinstance(schedule, Schedule):
+        raise ValueError(f"expected a Schedule(...), not {schedule!r}")
+    job_args(JobSpec(schedule.name, schedule.payload), options or QueueOptions())
     (server_time,) = yield [Command(("TIME",))]
     now = int(server_time[0]) + int(server_time[1]) / 1e6
     tick = schedule.next_after(now)
@@ -110,9 +153,10 @@ def entries(keys: QueueKeys) -> Op[list[ScheduleEntry]]:
         Command(("ZRANGE", keys.key("schedule_due"), 0, -1, "WITHSCORES")),
     ]
     next_runs = {member.decode(): float(score) / 1000 for member, score in due}
+    found = ((sid, _stored(sid, blob)) for sid, blob in stored.items())
     return sorted(
-        (ScheduleEntry(_decoder.decode(blob), next_runs.get(sid.decode()))
-         for sid, blob in stored.items()),
+        (ScheduleEntry(schedule, next_runs.get(sid.decode()))
+         for sid, schedule in found if schedule is not None),
         key=lambda entry: entry.schedule.id,
     )  # fmt: skip
 
@@ -141,10 +185,10 @@ def fire_due(keys: QueueKeys, options: QueueOptions, limit: int = 100) -> Op[int
     made = 0
     for (member, score), blob in zip(due, blobs, strict=True):
         expected = int(float(score))
-        if blob is None:  # removed meanwhile
+        schedule = None if blob is None else _stored(member, blob)
+        if schedule is None:  # removed meanwhile, or invalid: it never fires
             yield [Command(("ZREM", keys.key("schedule_due"), member))]
             continue
-        schedule = _decoder.decode(blob)
         made += yield from _fire(keys, options, schedule, expected, now_ms / 1000)
     return made
 
@@ -154,6 +198,8 @@ def _fire(
 ) -> Op[int]:
     tick = expected_ms / 1000
     latest = tick
+    if schedule.every is not None:  # the last tick not after now, without counting them
+        latest = max(tick, now // schedule.every * schedule.every)
     while (following := schedule.next_after(latest)) <= now:  # ticks missed meanwhile
         latest = following
     missed = latest > tick

@@ -188,7 +188,7 @@ class SyncQueue(QueueBase):
 
         A partitioned queue keeps its schedules, and their jobs, in its first partition.
         """
-        return self._run(schedules.upsert((self._parts())[0], schedule))
+        return self._run(schedules.upsert((self._parts())[0], schedule, self.options))
 
     def unschedule(self, schedule_id: str) -> bool:
         """Remove a schedule; ``False`` if there was none."""
@@ -257,9 +257,7 @@ class SyncQueue(QueueBase):
         """
         parts = self._parts()
         positions = self._run(partitions.start_positions(parts, last_id))
-        together = self._transport is not None and not connection.is_cluster(
-            self._transport.client
-        )
+        together = self._transport is not None and not connection.is_cluster(self._transport.client)
         while True:
             op = partitions.read_events_of(parts, positions, block=block, together=together)
             for event in self._run(op):

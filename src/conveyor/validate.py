@@ -40,19 +40,43 @@ def integer(value: Any, what: str, low: int, high: int) -> int:
 
 def number(
     value: Any, what: str, low: float = 0.0, high: float = defaults.MAX_SECONDS,
-    *, low_open: bool = False,
+    *, low_open: bool = False, unit: str = "",
 ) -> float:  # fmt: skip
     """``value`` as a float if it is a finite ``int`` or ``float`` (not a ``bool``) within
-    ``low..high`` (``low`` excluded with ``low_open``)."""
-    if type(value) not in (int, float) or not math.isfinite(value):
-        raise ValueError(f"{what} must be a finite number, not {value!r}")
-    if value > high or value < low or (low_open and value == low):
-        bound = f"above {low:g}" if low_open else f"at least {low:g}"
-        raise ValueError(f"{what} must be {bound} and at most {high:g}, not {value!r}")
+    ``low..high`` (``low`` excluded with ``low_open``); ``unit`` follows the range in the
+    error message."""
+    if (
+        type(value) not in (int, float)
+        or not math.isfinite(value)
+        or value > high
+        or value < low
+        or (low_open and value == low)
+    ):
+        bound = f"above {_show(low)}" if low_open else f"from {_show(low)}"
+        raise ValueError(
+            f"{what} must be a finite number {bound} to {_show(high)}{unit}, not {value!r}"
+        )
     return float(value)
+
+
+def _show(bound: float) -> str:
+    """A bound as people write it: 315360000 rather than 3.1536e+08."""
+    if bound == int(bound) and abs(bound) < 1e15:
+        return str(int(bound))
+    return f"{bound:g}"
 
 
 def seconds(value: Any, what: str, *, positive: bool = False) -> float:
     """A duration in seconds: finite, at least 0 (above 0 with ``positive``), at most
-    :data:`defaults.MAX_SECONDS`."""
-    return number(value, what, 0.0, defaults.MAX_SECONDS, low_open=positive)
+    :data:`defaults.MAX_SECONDS` (ten years)."""
+    return number(value, what, 0.0, defaults.MAX_SECONDS, low_open=positive, unit=_SECONDS)
+
+
+_SECONDS = f" seconds ({defaults.MAX_SECONDS / (365 * 24 * 3600):g} years)"
+
+
+def flag(value: Any, what: str) -> bool:
+    """``value`` if it is a ``bool`` (not ``0``/``1`` or another truthy value)."""
+    if type(value) is not bool:
+        raise ValueError(f"{what} must be True or False, not {value!r}")
+    return value

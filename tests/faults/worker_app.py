@@ -51,6 +51,7 @@ def build_worker(args: argparse.Namespace) -> conveyor.Worker:
         idle_block=args.idle_block,
         shutdown_grace=args.shutdown_grace,
         max_stalls=args.max_stalls,
+        unknown_job_grace=args.unknown_job_grace,
     )
     queue_options = conveyor.QueueOptions(
         completed_keep_count=args.completed_keep_count,
@@ -168,6 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dead-keep-count", type=int, default=defaults.DEAD_KEEP_COUNT)
     parser.add_argument("--events-maxlen", type=int, default=defaults.EVENTS_MAXLEN)
     parser.add_argument("--max-stalls", type=int, default=defaults.MAX_STALLS)
+    parser.add_argument("--unknown-job-grace", type=float, default=defaults.UNKNOWN_JOB_GRACE)
     parser.add_argument(
         "--clock-offset", type=float, default=0.0, help="seconds time.time() is ahead (<0: behind)"
     )

@@ -110,7 +110,8 @@ async def poison(
     goes to one worker process; it stays up, good jobs are not held up, bad ones end dead.
     """
     # Hanging handlers hold a slot each (a sync one for good): leave ten for the rest.
-    (worker,) = await workers.start_ready(concurrency=10 + 2 * copies)
+    # No grace for unknown names: no other worker could know "no_such_job".
+    (worker,) = await workers.start_ready(concurrency=10 + 2 * copies, unknown_job_grace=0.0)
     report = Report("poison input", 0, 0, 0, None)
     refused = await _refuse_oversized(report, queue, workers.server_url)
     bad: dict[str, Poison] = {}
@@ -382,7 +383,7 @@ async def churn(
     report.notes = (
         f"{len(kills)} SIGKILLs; {len(rerun_after)} interrupted runs, reclaimed at most "
         f"{report.recovery or 0:.1f}s after the kill (lock TTL {LOCK_TTL:g}s, stall check "
-        f"{STALL_CHECK_INTERVAL:g}s) and started again {median:.1f}s after it (median; "
-        "retried jobs join the back of the queue)"
+        f"{STALL_CHECK_INTERVAL:g}s) and started again {median:.1f}s after it (median; a "
+        "first stall goes to the front of the queue, a later one backs off)"
     )
     return report

@@ -17,7 +17,7 @@ __all__ = ["enqueue"]
 
 def _payload(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None:
-        return None
+        return {}  # no payload: an empty object (not null), as the help says
     text = sys.stdin.read() if value == "-" else value
     try:
         return msgspec.json.decode(text)
@@ -58,15 +58,20 @@ def enqueue(
     url: str | None,
     as_json: bool,
 ) -> None:
-    """Add a job NAME to QUEUE with a JSON payload ('-' reads it from stdin); print its id."""
+    """Add a job NAME to QUEUE with a JSON payload ('-' reads it from stdin); print its id.
+
+    Without PAYLOAD_JSON the payload is {} (an empty object). A value out of range (an
+    empty or too long id or name, a delay over ten years, a payload over the limit) is
+    refused with one line, and nothing is stored.
+    """
     with open_queue(queue, url) as q:
         try:
             job = q.enqueue(
                 name, payload, id=job_id, delay=delay, priority=priority, attempts=attempts,
                 partition_key=partition_key,
             )  # fmt: skip
-        except ValueError as exc:  # a refused id or payload (PayloadError is one too)
-            raise click.UsageError(str(exc)) from None
+        except ValueError as exc:  # a refused value or payload (PayloadError is one too)
+            raise click.UsageError(" ".join(str(exc).split())) from None
     if as_json:
         echo_json(job_builtins(job))
     else:

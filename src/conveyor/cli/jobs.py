@@ -14,6 +14,7 @@ from conveyor import partitions
 from conveyor.cli.common import connect, json_option, queue_argument, url_option
 from conveyor.cli.render import age, echo_json, job_builtins, job_error, timestamp
 from conveyor.job import Job, JobState
+from conveyor.stored import describe
 
 __all__ = ["job", "jobs"]
 
@@ -91,6 +92,8 @@ def _jobs_text(found: list[Job]) -> Text:
         error = job_error(item)
         if error:
             out.append(f"\n  └─ {error}", style="red")
+        if item.problems:
+            out.append(f"\n  └─ malformed: {describe(item.problems)}", style="red")
     return out
 
 
@@ -160,6 +163,8 @@ def _facts(item: Job) -> Table:
             facts.add_row(label, timestamp(when))
     if item.options:
         facts.add_row("options", JSON.from_data(item.options))
+    for problem in item.problems:  # malformed stored fields, read as their defaults
+        facts.add_row("[red]malformed[/]", f"[red]{escape(problem)}[/]")
     return facts
 
 

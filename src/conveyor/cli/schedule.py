@@ -10,10 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor import codec
+from conveyor import codec, defaults
 from conveyor.cli.common import json_option, open_queue, queue_argument, url_option
 from conveyor.cli.render import echo_json, timestamp
-from conveyor.errors import PayloadError
 from conveyor.schedules import Schedule, describe
 
 __all__ = ["schedule"]
@@ -63,26 +62,37 @@ def list_schedules(queue: str, url: str | None, as_json: bool, upcoming: int) ->
 @queue_argument()
 @click.argument("schedule_id")
 @click.argument("job_name")
-@click.argument("payload", required=False, default="null")
+@click.argument("payload", metavar="[PAYLOAD_JSON]", required=False, default="{}")
 @click.option("--cron", default=None, help='A cron expression, e.g. "*/5 * * * *".')
 @click.option("--every", default=None, callback=_seconds, help="An interval: 30s, 5m, 2h.")
 @click.option("--tz", "timezone", default="UTC", show_default=True, help="Time zone of --cron.")
-@click.option("--priority", type=int, default=0, show_default=True)
+@click.option(
+    "--priority",
+    type=click.IntRange(defaults.PRIORITY_MIN, defaults.PRIORITY_MAX),
+    default=defaults.PRIORITY,
+    show_default=True,
+    help="Higher runs first.",
+)
 @click.option("--no-catch-up", is_flag=True, help="Skip ticks missed while no worker ran.")
 @url_option
 @json_option
 def add(queue: str, schedule_id: str, job_name: str, payload: str, cron: str | None,
         every: float | None, timezone: str, priority: int, no_catch_up: bool,
         url: str | None, as_json: bool) -> None:  # fmt: skip
-    """Create or replace schedule SCHEDULE_ID on QUEUE, making JOB_NAME jobs with PAYLOAD."""
+    """Create or replace schedule SCHEDULE_ID on QUEUE, making JOB_NAME jobs with PAYLOAD_JSON
+    ({} if left out). --cron takes five fields (minute hour day month weekday) or an alias
+    such as @daily."""
     try:
         data: Any = codec.decode(payload)
         spec = Schedule(id=schedule_id, name=job_name, payload=data, cron=cron, every=every,
                         timezone=timezone, priority=priority, catch_up=not no_catch_up)  # fmt: skip
-    except (ValueError, PayloadError) as exc:
-        raise click.UsageError(str(exc)) from None
+    except ValueError as exc:  # PayloadError is one too
+        raise click.UsageError(" ".join(str(exc).split())) from None
     with open_queue(queue, url) as q:
-        next_run = q.schedule(spec)
+        try:
+            next_run = q.schedule(spec)
+        except ValueError as exc:  # the payload is over this queue's limit
+            raise click.UsageError(" ".join(str(exc).split())) from None
     if as_json:
         echo_json({"id": schedule_id, "next_run": next_run})
     else:

@@ -59,7 +59,8 @@ def status(
              "completed_total": m.completed_total,
              "failed_total": m.failed_total, "dead_total": m.dead_total,
              "oldest_waiting_age": m.oldest_waiting_age, "oldest_dead_age": m.oldest_dead_age,
-             "workers_alive": [w.id for w in m.workers], "partitions": m.partitions}
+             "workers_alive": [w.id for w in m.workers], "partitions": m.partitions,
+             "abandoned_threads": sum(w.abandoned_threads for w in m.workers)}
             for m in snapshots
         ]})  # fmt: skip
         return
@@ -91,6 +92,11 @@ def _view(snapshots: list[QueueMetrics], server_url: str, safety: ServerSafety) 
         parts.append(_Fitting(_counts_table(snapshots), _compact_table(snapshots)))
     else:
         parts.append("No queues yet: enqueue a job or start a worker to create one.")
+    parts += [
+        f"[bold red]warning:[/] worker {escape(w.id)} ({escape(m.queue)}) has "
+        f"{w.abandoned_threads} handler threads hung past their timeout"
+        for m in snapshots for w in m.workers if w.abandoned_threads
+    ]  # fmt: skip
     parts.append(_safety_table(server_url, safety))
     parts += [f"[bold red]warning:[/] {escape(p)}" for p in safety.problems()]
     return Group(*parts)

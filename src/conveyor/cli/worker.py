@@ -85,6 +85,9 @@ def build_worker(
               metavar="SECONDS",
               help="Give up (exit 1) if the server is unreachable this long at start-up. "
                    "[default: wait until it answers]")  # fmt: skip
+@click.option("--unknown-job-grace", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="How long a job whose name no live worker has a handler for waits before "
+                   "it goes dead as unknown_job. [default: the worker's, else 300]")  # fmt: skip
 @click.option("--allow-unsafe-server", is_flag=True,
               help="Start even if the server may evict jobs (maxmemory-policy).")  # fmt: skip
 @click.option("--process-handlers", is_flag=True,
@@ -97,6 +100,9 @@ def build_worker(
               help="Replace a child whose resident memory is over this after a job.")  # fmt: skip
 @click.option("--child-init", default=None, metavar="MODULE",
               help="Module each child imports when it starts (heavy imports, models).")  # fmt: skip
+@click.option("--max-abandoned-threads", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Stop (exit status 1) when more def handlers than this hang past their "
+                   "timeout. [default: the worker's, else 10]")  # fmt: skip
 @click.option("--log-level", type=click.Choice(_LOG_LEVELS, case_sensitive=False),
               default="info", show_default=True)  # fmt: skip
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
@@ -108,12 +114,14 @@ def worker(
     url: str | None,
     grace: float | None,
     startup_timeout: float | None,
+    unknown_job_grace: float | None,
     allow_unsafe_server: bool,
     process_handlers: bool,
     processes: int | None,
     max_jobs_per_child: int | None,
     max_child_memory: int | None,
     child_init: str | None,
+    max_abandoned_threads: int | None,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -129,6 +137,8 @@ def worker(
     changes: dict[str, Any] = {}
     if concurrency is not None:
         changes["concurrency"] = concurrency
+    if unknown_job_grace is not None:
+        changes["unknown_job_grace"] = unknown_job_grace
     if allow_unsafe_server:
         changes["allow_unsafe_server"] = True
     if process_handlers:
@@ -137,7 +147,8 @@ def worker(
         changes["max_child_memory"] = max_child_memory * 1024 * 1024
     given = {"processes": processes, "max_jobs_per_child": max_jobs_per_child,
              "child_init": child_init, "shutdown_grace": grace,
-             "startup_timeout": startup_timeout}  # fmt: skip
+             "startup_timeout": startup_timeout,
+             "max_abandoned_threads": max_abandoned_threads}  # fmt: skip
     changes.update({name: value for name, value in given.items() if value is not None})
     try:
         built = build_worker(load_target(target), queues, url, changes)

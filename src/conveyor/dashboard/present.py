@@ -133,6 +133,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         "finished_at": job.finished_at, "replays": job.replays,
         "dead_reason": job.dead_reason.value if job.dead_reason else None,
         "error": {"type": job.error.type, "message": job.error.message} if job.error else None,
+        "problems": list(job.problems),
     }  # fmt: skip
 
 

@@ -170,7 +170,8 @@ def parts_page(
         mine, replies = replies[: len(one.ids)], replies[len(one.ids) :]
         pairs = zip(one.ids, mine, strict=True)
         queue = parts[index].queue
-        lists.append([(index, at, job_from_hash(queue, fields)) for (at, _), fields in pairs
+        lists.append([(index, at, job_from_hash(queue, fields, job_id=job_id, state=state))
+                      for (at, job_id), fields in pairs
                       if fields])  # fmt: skip
     order = partitions.order_of(state)
     kept = list(heapq.merge(*lists, key=lambda row: order(row[2])))[:limit]
@@ -190,7 +191,11 @@ def _fetch(keys: QueueKeys, ids: list[str]) -> Op[list[Job]]:
     if not ids:
         return []
     replies = yield [Command(("HGETALL", keys.job(job_id))) for job_id in ids]
-    return [job_from_hash(keys.queue, fields) for fields in replies if fields]
+    return [
+        job_from_hash(keys.queue, fields, job_id=job_id)
+        for job_id, fields in zip(ids, replies, strict=True)
+        if fields
+    ]
 
 
 def job_events(keys: QueueKeys, job_id: str, scan: int = EVENTS_SCAN) -> Op[list[Event]]:

@@ -4,15 +4,18 @@ KEYS: meta active completed events metrics marker group_active job
 ARGV: #events_maxlen #keep_count #keep_age_ms #metrics_ttl_ms ...jobs
   jobs: 4 values per job: id token result (JSON) duration_bucket. A job's own options may
   say keep_ms. Completions are counted in the per-minute metrics.
-RETURNS: the ids that were refused because the worker no longer held their lock
+RETURNS: {ids refused because the worker no longer held their lock, ids of those whose
+  record is gone (the server lost its data)}
 ]]
 -- @include time
 -- @include events
 -- @include retention
 -- @include metrics
 -- @include group_slots
+-- @include fields
 local now = now_ms()
 local refused = {}
+local missing = {}
 local done = 0
 local buckets = {}
 for i = jobs_start, #ARGV, 4 do
@@ -22,10 +25,11 @@ for i = jobs_start, #ARGV, 4 do
   -- The token first: a job whose lock this worker lost must not leave active here.
   if held[1] ~= ARGV[i + 1] or redis.call('ZREM', active_key, id) == 0 then
     refused[#refused + 1] = id
+    if not held[1] and redis.call('EXISTS', job) == 0 then missing[#missing + 1] = id end
   else
     redis.call('HDEL', job, 'token')
     group_release(held[3])
-    local keep = tonumber(held[2] or keep_age_ms)
+    local keep = held[2] and whole(held[2]) or keep_age_ms
     if keep <= 0 then
       redis.call('DEL', job)
     else
@@ -43,4 +47,4 @@ if done > 0 and redis.call('HEXISTS', meta_key, 'concurrency_max') == 1 then
   wake(marker_key)  -- a worker held back by the concurrency limit may start a job now
 end
 trim_finished(completed_key, job_key, now, keep_count)
-return refused
+return {refused, missing}

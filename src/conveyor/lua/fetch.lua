@@ -5,16 +5,24 @@ within the queue's limits (meta: concurrency_max, rate_max per rate_period_ms,
 throttled_until). Jobs without a group come first; then grouped jobs, one per group in
 turn round the ring of groups with work, within each group's limits (meta:
 group_concurrency, group_rate_max per group_rate_period_ms).
-KEYS: meta waiting delayed active events marker rate groups group_waiting group_active group_rate job
-ARGV: #events_maxlen #count worker_id token_base #lock_ttl_ms #promote_limit
+Only jobs with one of the worker's job names are taken: a job of another name stays where
+it is, for a worker that knows it (a rolling deploy), and is marked with when it was first
+passed over (unknown_since_ms). It is taken, to be buried as unknown_job, once no live
+worker has known its name (handlers: name -> heartbeat expiry) for unknown_grace_ms, and
+that long after it was first passed over. At most scan_limit waiting jobs are looked at.
+KEYS: meta waiting delayed active events marker rate groups group_waiting group_active group_rate handlers job
+ARGV: #events_maxlen #count worker_id token_base #lock_ttl_ms #promote_limit #unknown_grace_ms #scan_limit ...names
+  names: the job names the worker has handlers for
 RETURNS: {status, now, ms_to_wait_or_-1, claim fields of each job...}
-  status is 'ok', 'paused' or 'limited'; ms_to_wait is until the next delayed job (ok,
-  paused) or until a limit lets a job start (limited; -1: until a running job ends).
+  status is 'ok', 'paused', 'limited' or 'passed' (nothing taken, but jobs of names the
+  worker does not know were passed over); ms_to_wait is until the next delayed job (ok,
+  paused, passed) or until a limit lets a job start (limited; -1: until a running job ends).
   Claim fields are CLAIM_FIELDS then the lock token, per job.
 ]]
 -- @include time
 -- @include events
 -- @include claim
+-- @include fields
 -- @include waiting
 local now = now_ms()
 
@@ -23,8 +31,8 @@ for _, id in ipairs(due) do
   local job = job_key .. id
   local band = redis.call('HGET', job, 'band')
   redis.call('ZREM', delayed_key, id)
-  if band then
-    to_waiting(id, tonumber(band) + redis.call('HINCRBY', meta_key, 'seq', 1))
+  if band then  -- a malformed band sorts as 0: the worker that takes the job buries it
+    to_waiting(id, (whole(band) or 0) + redis.call('HINCRBY', meta_key, 'seq', 1))
     redis.call('HSET', job, 'state', 'waiting')
     emit(events_key, events_maxlen, 'waiting', id)
   end
@@ -64,6 +72,34 @@ end
 
 local out = {'ok', now, 0}
 local taken = 0
+local passed = 0
+
+local known = {}
+for i = names_start, #ARGV do known[ARGV[i]] = true end
+
+-- Whether this worker takes the job: it knows its name, or nobody has for the grace (then
+-- it takes it to bury it). A job without a name (no record) is left to claim() to drop.
+local function serves(id)
+  local job = job_key .. id
+  local fields = redis.call('HMGET', job, 'name', 'unknown_since_ms')
+  local name = fields[1]
+  if not name or known[name] then
+    if fields[2] then redis.call('HDEL', job, 'unknown_since_ms') end
+    return true
+  end
+  local since = tonumber(fields[2])
+  if not since then
+    since = now
+    redis.call('HSET', job, 'unknown_since_ms', now)
+  end
+  local known_until = tonumber(redis.call('HGET', handlers_key, name)) or 0
+  if now >= math.max(since, known_until) + unknown_grace_ms then
+    redis.call('HDEL', job, 'unknown_since_ms')
+    return true
+  end
+  passed = passed + 1
+  return false
+end
 
 local function take(id)
   local token = token_base .. '.' .. (taken + 1)
@@ -79,8 +115,24 @@ local function take(id)
   return true
 end
 
-local popped = redis.call('ZPOPMIN', waiting_key, count)
-for i = 1, #popped, 2 do take(popped[i]) end
+-- Jobs passed over go back with their own scores, so they keep their places.
+local left_over = {}
+local scanned = 0
+local budget = math.max(count, scan_limit)
+while taken < count and scanned < budget do
+  local popped = redis.call('ZPOPMIN', waiting_key, math.min(count - taken, budget - scanned))
+  if #popped == 0 then break end
+  for i = 1, #popped, 2 do
+    scanned = scanned + 1
+    if serves(popped[i]) then
+      take(popped[i])
+    else
+      left_over[#left_over + 1] = popped[i + 1]
+      left_over[#left_over + 1] = popped[i]
+    end
+  end
+end
+if #left_over > 0 then redis.call('ZADD', waiting_key, unpack(left_over)) end
 
 -- Grouped jobs: round the ring, one job per group per pass, so a group with a long backlog
 -- gets its turn like a group with one job. A group at its limit goes to the back too.
@@ -111,7 +163,9 @@ while taken < count and moved do
     local set = group_waiting_key .. group
     if group_allows(group) then
       local next_job = redis.call('ZPOPMIN', set, 1)
-      if #next_job > 0 then
+      if #next_job > 0 and not serves(next_job[1]) then
+        redis.call('ZADD', set, next_job[2], next_job[1])  -- its group waits its turn again
+      elseif #next_job > 0 then
         redis.call('HINCRBY', meta_key, 'grouped', -1)
         if take(next_job[1]) then
           moved = true
@@ -137,6 +191,7 @@ if taken == 0 then
     out[1] = 'limited'
     out[3] = -1
   else
+    if passed > 0 then out[1] = 'passed' end
     out[3] = next_delayed()
   end
 end

@@ -1,7 +1,7 @@
 --[[
 obliterate: delete a whole queue in bounded steps; call again until it returns 0.
 Refuses while jobs are active unless forced (their workers then cannot settle them).
-KEYS: meta waiting delayed active completed dead cancelled events marker workers worker_info schedules schedule_due rate dead_outbox groups group_waiting group_active group_rate job
+KEYS: meta waiting delayed active completed dead cancelled events marker workers worker_info handlers schedules schedule_due rate dead_outbox groups group_waiting group_active group_rate job
 ARGV: #force #batch
 RETURNS: 1 while more remains, 0 when the queue is gone; error CONVEYOR_BUSY if active
 ]]
@@ -40,6 +40,6 @@ for _, group in ipairs(redis.call('HKEYS', group_active_key)) do
   redis.call('DEL', group_rate_key .. group)
 end
 redis.call('DEL', group_active_key)
-redis.call('DEL', meta_key, events_key, marker_key, workers_key, worker_info_key, schedules_key,
-  schedule_due_key, rate_key, dead_outbox_key)
+redis.call('DEL', meta_key, events_key, marker_key, workers_key, worker_info_key, handlers_key,
+  schedules_key, schedule_due_key, rate_key, dead_outbox_key)
 return 0

@@ -9,6 +9,7 @@ RETURNS: {now, claim fields of each job...} (CLAIM_FIELDS then the new lock toke
 -- @include time
 -- @include events
 -- @include claim
+-- @include fields
 local now = now_ms()
 local out = {now}
 local expired = redis.call('ZRANGEBYSCORE', active_key, '-inf', now, 'LIMIT', 0, limit)
@@ -17,7 +18,10 @@ for n, id in ipairs(expired) do
   if redis.call('EXISTS', job) == 0 then
     redis.call('ZREM', active_key, id)
   else
-    redis.call('HINCRBY', job, 'stalls', 1)
+    local stalls = redis.call('HGET', job, 'stalls')
+    if not stalls or whole(stalls) then  -- else passed on as it is: the job is buried
+      redis.call('HINCRBY', job, 'stalls', 1)
+    end
     emit(events_key, events_maxlen, 'stalled', id, 'worker', redis.call('HGET', job, 'worker') or '')
     claim(job, id, token_base .. '.' .. n, worker_id, now, lock_ttl_ms, active_key, out, false)
   end

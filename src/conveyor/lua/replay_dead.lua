@@ -59,7 +59,7 @@ for i = jobs_start, #ARGV, 2 do
       redis.call('ZREM', dead_key, id)
       if ARGV[i + 1] ~= '' then redis.call('HSET', job, 'payload', ARGV[i + 1]) end
       redis.call('HSET', job, 'state', 'waiting', 'attempt', 0, 'stalls', 0)
-      redis.call('HDEL', job, 'reason', 'finished_ms', 'token')
+      redis.call('HDEL', job, 'reason', 'finished_ms', 'token', 'unknown_since_ms')
       redis.call('HINCRBY', job, 'replays', 1)
       to_waiting(id, tonumber(redis.call('HGET', job, 'band')) + redis.call('HINCRBY', meta_key, 'seq', 1))
       emit(events_key, events_maxlen, 'replayed', id)

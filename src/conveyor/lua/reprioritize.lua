@@ -8,13 +8,15 @@ RETURNS: 1; error CONVEYOR_STATE if the job is not waiting/delayed, 0 if no such
 -- @include time
 -- @include events
 -- @include waiting
+-- @include fields
 local job = job_key .. id
 local state = redis.call('HGET', job, 'state')
 if not state then return 0 end
 if state ~= 'waiting' and state ~= 'delayed' then
   return redis.error_reply('CONVEYOR_STATE job ' .. id .. ' is ' .. state)
 end
-local old_band = tonumber(redis.call('HGET', job, 'band'))
+-- A malformed stored band is mended: the job keeps its place under its new priority.
+local old_band = whole(redis.call('HGET', job, 'band')) or band
 if state == 'waiting' then
   local set, score = waiting_place(id)
   redis.call('ZADD', set, int(band + tonumber(score) - old_band), id)

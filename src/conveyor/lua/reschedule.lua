@@ -16,7 +16,7 @@ end
 local now = now_ms()
 from_waiting(id)
 redis.call('ZREM', delayed_key, id)
-state = place(id, tonumber(redis.call('HGET', job, 'band')), now + delay_ms, now)
+state = place(id, whole(redis.call('HGET', job, 'band')) or 0, now + delay_ms, now)
 redis.call('HSET', job, 'state', state, 'due_ms', now + delay_ms)
 emit(events_key, events_maxlen, state, id, 'rescheduled', '1')
 wake(marker_key)

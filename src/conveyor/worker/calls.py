@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor import defaults
+from conveyor.job import JobState
 from conveyor.keys import QueueKeys
 from conveyor.ops import QueueOptions, ScriptCall, call
+from conveyor.stored import STORED_INT_MAX, STORED_TIMEOUT_MS_MAX, StoredFields, plain
 
 #: The job fields a claim carries, in the order include/claim.lua returns them.
 CLAIM_FIELDS = (
     "id", "name", "payload", "attempt", "max_attempts", "timeout_ms", "options",
-    "created_ms", "priority", "stalls", "started_ms", "worker",
+    "created_ms", "priority", "stalls", "started_ms", "worker", "state", "band", "keep_ms",
 )  # fmt: skip
 _STRIDE = len(CLAIM_FIELDS) + 1  # + the lock token
 
@@ -37,22 +39,78 @@ class Claim:
     previous_worker: str
     token: str
     started_ms: int
+    #: The job's options, decoded (``{}`` when it has none or they are malformed).
+    options: dict[str, Any] = field(default_factory=dict)
+    #: What is wrong with the stored job (see :class:`conveyor.stored.StoredFields`): a
+    #: claim with problems is buried as ``invalid_job`` instead of run.
+    problems: tuple[str, ...] = ()
+
+
+def parse_claim(queue: str, now: int, values: Sequence[Any], token: bytes) -> Claim:
+    """One claim from its :data:`CLAIM_FIELDS` values; never raises: a missing or malformed
+    field reads as its default and is named in ``problems``."""
+    (job_id, name, payload, attempt, max_attempts, timeout_ms, options, created_ms, priority,
+     stalls, started_ms, worker, state, band, keep_ms) = values  # fmt: skip
+    max_attempts, timeout_ms, priority = max_attempts or b"1", timeout_ms or b"0", priority or b"0"
+    stalls, started_ms = stalls or b"0", started_ms or b"0"
+    # The common case first, quickly (a claim is parsed per job run): anything unusual is
+    # read again field by field below, so that every problem is named.
+    if (
+        name and attempt and created_ms and band and state in _STATES and not options
+        and plain(attempt, max_attempts, timeout_ms, created_ms, priority, stalls,
+                  started_ms, band, keep_ms)
+    ):  # fmt: skip
+        tries, most, ms = int(attempt), int(max_attempts), int(timeout_ms)
+        created, rank = int(created_ms), int(priority)
+        if (
+            most >= 1 and ms <= STORED_TIMEOUT_MS_MAX and rank <= _PRIORITY_MAX
+            and max(tries, most, created, int(band), int(stalls), int(started_ms)) <= _INT_MAX
+            and name.isascii()
+        ):  # fmt: skip
+            return Claim(
+                queue, job_id.decode(errors="replace"), name.decode(), payload, tries, most,
+                ms / 1000.0 or None, b"", created, rank, int(stalls), int(started_ms),
+                worker.decode(errors="replace"), token.decode(errors="replace"), now,
+            )  # fmt: skip
+    return _parse_claim_slowly(queue, now, values, token)
+
+
+def _parse_claim_slowly(queue: str, now: int, values: Sequence[Any], token: bytes) -> Claim:
+    f = StoredFields(dict(zip(_FIELD_KEYS, values, strict=True)))
+    timeout_ms = f.integer("timeout_ms", 0, 0, STORED_TIMEOUT_MS_MAX)
+    claim = Claim(
+        queue, _text(values[0]), f.text("name", required=True), f.raw("payload") or b"",
+        f.integer("attempt", 1, 0, required=True), f.integer("max_attempts", 1, 1),
+        timeout_ms / 1000.0 or None, f.raw("options") or b"",
+        f.integer("created_ms", 0, 0, STORED_INT_MAX, required=True),
+        f.integer("priority", 0, defaults.PRIORITY_MIN, defaults.PRIORITY_MAX),
+        f.integer("stalls", 0, 0), f.integer("started_ms", 0, 0), _text(values[11]),
+        _text(token), now, f.options(),
+    )  # fmt: skip
+    f.integer("band", 0, required=True)
+    f.integer("keep_ms", 0)
+    state = f.text("state", required=True)
+    if state and state.encode() not in _STATES:
+        f.problem("state", f"{state!r} is not a state")
+    claim.problems = tuple(f.problems)
+    return claim
+
+
+_STATES = frozenset(state.value.encode() for state in JobState)
+_FIELD_KEYS = tuple(name.encode() for name in CLAIM_FIELDS)
+_PRIORITY_MAX, _INT_MAX = defaults.PRIORITY_MAX, STORED_INT_MAX
+
+
+def _text(raw: Any) -> str:
+    return raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
 
 
 def _claims(queue: str, now: int, flat: Sequence[Any]) -> list[Claim]:
-    fields = iter(flat)
+    values = iter(flat)
     return [
-        Claim(
-            queue, job_id.decode(), name.decode(), payload, int(attempt or 0),
-            int(max_attempts or 1), int(timeout_ms or 0) / 1000.0 or None, options,
-            int(created_ms or 0), int(priority or 0), int(stalls or 0), int(started_ms or 0),
-            worker.decode(), token.decode(), now,
-        )
-        for (
-            job_id, name, payload, attempt, max_attempts, timeout_ms, options, created_ms,
-            priority, stalls, started_ms, worker, token,
-        ) in zip(*[fields] * _STRIDE, strict=True)
-    ]  # fmt: skip
+        parse_claim(queue, now, claim[:-1], claim[-1])
+        for claim in zip(*[values] * _STRIDE, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -65,21 +123,28 @@ class Fetched:
     #: a limit lets a job start (-1: nothing known; wait for a wake-up or the idle timeout).
     wait_ms: int
     limited: bool = False
+    #: Nothing was taken, but jobs of names the worker has no handler for were left for
+    #: workers that have one (a rolling deploy): see :func:`fetch`.
+    passed_over: bool = False
 
 
 def fetch(
     keys: QueueKeys, options: QueueOptions, count: int, worker_id: str, token_base: str,
-    lock_ttl_ms: int,
+    lock_ttl_ms: int, *, names: Sequence[str], unknown_job_grace: float,
 ) -> ScriptCall:  # fmt: skip
+    """Take up to ``count`` jobs whose name is one of ``names``; a job of another name is
+    taken (to be buried as unknown) only once no live worker has known its name for
+    ``unknown_job_grace`` seconds."""
     return call(
-        "fetch", keys, options.events_maxlen, count, worker_id, token_base, lock_ttl_ms, 1000
-    )
+        "fetch", keys, options.events_maxlen, count, worker_id, token_base, lock_ttl_ms, 1000,
+        round(unknown_job_grace * 1000), defaults.FETCH_SCAN_LIMIT, *names,
+    )  # fmt: skip
 
 
 def parse_fetch(queue: str, reply: Sequence[Any]) -> Fetched:
     status, now, wait_ms = reply[0], int(reply[1]), int(reply[2])
     return Fetched(_claims(queue, now, reply[3:]), status == b"paused", wait_ms,
-                   status == b"limited")  # fmt: skip
+                   status == b"limited", status == b"passed")  # fmt: skip
 
 
 def complete(
@@ -101,12 +166,15 @@ def _metrics_ttl(options: QueueOptions) -> int:
 
 def fail(
     keys: QueueKeys, options: QueueOptions, claim: Claim, *, retry: bool, delay: float,
-    reason: str, attempt_record: bytes, error: bytes,
+    reason: str, attempt_record: bytes, error: bytes, front: bool = False,
 ) -> ScriptCall:  # fmt: skip
+    """Record a failed attempt; retry it after ``delay`` (at the front of its priority with
+    ``front``, else behind the jobs waiting) or bury it for ``reason``."""
     return call(
         "fail", keys, options.events_maxlen, options.dead_keep_count,
         round(options.dead_keep_age * 1000), claim.id, claim.token,
-        "retry" if retry else "dead", round(delay * 1000), reason, attempt_record, error,
+        "retry" if retry else "dead", round(delay * 1000), 1 if front else 0, reason,
+        attempt_record, error,
         1 if options.dead_letter_queue else 0, _metrics_ttl(options),
     )  # fmt: skip
 

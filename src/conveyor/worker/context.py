@@ -25,7 +25,8 @@ class JobContext:
     token: str
     worker_id: str
     reporter: Reporter | None = field(default=None, repr=False)
-    #: Set when someone cancelled this job; a long ``def`` handler should check it and stop.
+    #: Set when someone cancelled this job or its timeout passed; a long ``def`` handler
+    #: should check it and stop (its thread cannot be killed).
     cancelled: bool = False
 
     def progress(self, value: Any) -> None:

@@ -3,15 +3,21 @@
 Jobs with the same timeout reach their deadlines in the order they started, so each
 timeout length keeps a FIFO of deadlines; the single timer is armed for the earliest one.
 At a deadline the job's task is cancelled and its entry marked expired, which the runner
-reports as a timeout (unlike a ``TimeoutError`` the handler raises itself).
+reports as a timeout (unlike a ``TimeoutError`` the handler raises itself); the entry's
+``on_expire`` runs then too, whether or not the handler heeds the cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger("conveyor.worker")
 
 #: Rebuild a FIFO once finished entries outnumber running ones by this much.
 _SLACK = 64
@@ -20,11 +26,16 @@ _SLACK = 64
 class Deadline:
     """The deadline of one running job."""
 
-    __slots__ = ("at", "expired", "seconds", "task")
+    __slots__ = ("at", "expired", "on_expire", "seconds", "task")
 
-    def __init__(self, at: float, seconds: float, task: asyncio.Task[Any]) -> None:
+    def __init__(
+        self, at: float, seconds: float, task: asyncio.Task[Any],
+        on_expire: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
         self.at = at
         self.seconds = seconds
+        #: Called at the deadline, right after the task is cancelled.
+        self.on_expire = on_expire
         #: ``None`` once the job has left its handler: nothing is cancelled any more.
         self.task: asyncio.Task[Any] | None = task
         #: Set when the deadline passed and the task was cancelled for it.
@@ -41,9 +52,12 @@ class Deadlines:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
-    def start(self, task: asyncio.Task[Any], seconds: float) -> Deadline:
-        """Cancel ``task`` in ``seconds`` unless :meth:`finish` is called first."""
-        entry = Deadline(self._loop.time() + seconds, seconds, task)
+    def start(
+        self, task: asyncio.Task[Any], seconds: float, on_expire: Callable[[], None] | None = None
+    ) -> Deadline:
+        """Cancel ``task`` in ``seconds`` (and call ``on_expire``) unless :meth:`finish` is
+        called first."""
+        entry = Deadline(self._loop.time() + seconds, seconds, task, on_expire)
         fifo = self._fifos.get(seconds)
         if fifo is None:
             fifo = self._fifos[seconds] = deque()
@@ -72,7 +86,9 @@ class Deadlines:
     def _arm(self, at: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = self._loop.call_at(at, self._expire)
+        # In a context of its own, not that of the job that happened to arm it: what it
+        # logs must not name that job.
+        self._timer = self._loop.call_at(at, self._expire, context=contextvars.Context())
         self._timer_at = at
 
     def _expire(self) -> None:
@@ -88,6 +104,11 @@ class Deadlines:
                     entry.task.cancel()
                     entry.task = None
                     self._running[seconds] -= 1
+                    if entry.on_expire is not None:
+                        try:
+                            entry.on_expire()
+                        except Exception:  # the timer must go on for the other jobs
+                            log.exception("a job's timeout handling failed")
             if fifo:
                 earliest = min(earliest, fifo[0].at)
             else:

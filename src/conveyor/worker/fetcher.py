@@ -8,11 +8,13 @@ job falls due, or the idle timeout passes: no sleep-polling.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from conveyor import defaults
 from conveyor.errors import ServerUnavailable
 from conveyor.keys import QueueKeys
 from conveyor.ops import Command, QueueOptions
@@ -66,6 +68,7 @@ class Fetcher:
         stopping: asyncio.Event,
         recovered: Callable[[], None],
         in_flight: InFlight,
+        names: Sequence[str],
     ) -> None:
         self.transport = transport
         self.keys = keys
@@ -78,8 +81,12 @@ class Fetcher:
         self.stopping = stopping
         self.recovered = recovered
         self.in_flight = in_flight
+        #: The job names this worker has handlers for: it takes no job of another name
+        #: while a live worker knows that name (see calls.fetch).
+        self.names = sorted(names)
         self._calls = itertools.count()
         self._failing = False
+        self._pass_pause = defaults.UNKNOWN_JOB_PAUSE
 
     async def run(self) -> None:
         """Fetch and dispatch until the worker stops."""
@@ -108,6 +115,8 @@ class Fetcher:
             self.slots.give(count - len(fetched.claims))
             for claim in fetched.claims:
                 self.dispatch(claim)
+            if not fetched.passed_over:
+                self._pass_pause = defaults.UNKNOWN_JOB_PAUSE
             if not fetched.claims:
                 await self._wait_for_work(fetched)
 
@@ -115,7 +124,8 @@ class Fetcher:
         token_base = f"{self.worker_id}.{next(self._calls)}"
         call = calls.fetch(
             self.keys, self.queue_options, count, self.worker_id, token_base,
-            round(self.options.lock_ttl * 1000),
+            round(self.options.lock_ttl * 1000), names=self.names,
+            unknown_job_grace=self.options.unknown_job_grace,
         )  # fmt: skip
         answered = asyncio.get_running_loop().create_future()
         if refill:
@@ -134,6 +144,16 @@ class Fetcher:
         timeout = self.options.idle_block
         if fetched.wait_ms >= 0:
             timeout = min(timeout, fetched.wait_ms / 1000)
+        if fetched.passed_over:
+            # Only jobs for other workers are waiting, and the fetch woke those workers
+            # through the marker: a pause, not a blocking read that would take that wake-up
+            # itself and fetch the same jobs again at once. It doubles while nothing else
+            # turns up (up to the idle timeout), so passing over costs the server little.
+            pause = min(timeout, self._pass_pause)
+            self._pass_pause = min(self.options.idle_block, 2 * self._pass_pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), pause)
+            return
         if timeout <= 0.001:
             return
         # Race the blocking read against the stop signal: a cancellation alone can be lost

@@ -31,9 +31,10 @@ class LockKeeper(threading.Thread):
         held: dict[str, dict[str, str]],
         worker_id: str,
         options: WorkerOptions,
-        on_lost: Callable[[str, list[tuple[str, str]]], None],
+        on_lost: Callable[[str, list[tuple[str, str, bool]]], None],
         describe: Callable[[], bytes],
         on_cancel: Callable[[str, list[str]], None],
+        on_failed: Callable[[str], None] = lambda why: None,
     ) -> None:
         super().__init__(name=f"conveyor-locks-{worker_id}", daemon=True)
         self.url = url
@@ -44,6 +45,9 @@ class LockKeeper(threading.Thread):
         self.on_lost = on_lost
         self.describe = describe
         self.on_cancel = on_cancel
+        #: Told (from this thread) why the keeper gave up: the worker must stop, since
+        #: without renewals its jobs look stalled to every other worker.
+        self.on_failed = on_failed
         self._stop_event = threading.Event()
         self._transport = SyncTransport(connection.sync_client(url), url)
         self._failing = False
@@ -64,26 +68,44 @@ class LockKeeper(threading.Thread):
                 )
             )
         replies = self._transport.execute(batch)
-        for keys, held, (lost, cancel) in zip(self.keys, snapshots, replies, strict=True):
+        for keys, held, (lost, cancel, missing) in zip(self.keys, snapshots, replies, strict=True):
             if cancel:
                 self.on_cancel(keys.queue, [raw.decode() for raw in cancel])
             if lost:
-                # With the token renewed, so a report about an older attempt is ignored.
-                self.on_lost(keys.queue, [(raw.decode(), held[raw.decode()]) for raw in lost])
+                # With the token renewed, so a report about an older attempt is ignored; and
+                # whether the job's record is gone.
+                self.on_lost(keys.queue, [(raw.decode(), held[raw.decode()], raw in missing)
+                                          for raw in lost])  # fmt: skip
 
     def run(self) -> None:
+        try:
+            self._renew_until_stopped()
+        except BaseException as exc:  # never a silent death: the worker stops with it
+            log.critical("the lock keeper died; stopping the worker", exc_info=True)
+            self.on_failed(f"its lock keeper died: {type(exc).__name__}: {exc}")
+
+    def _renew_until_stopped(self) -> None:
+        failures = 0  # in a row, other than outages (which the fetchers report)
         while not self._stop_event.wait(self.options.lock_renew_interval):
             try:
                 self.renew_once()
                 if self._failing:
                     log.warning("lock renewal works again")
                 self._failing = False
+                failures = 0
             except ServerUnavailable as exc:
                 if not self._failing:
                     log.warning("cannot renew locks: %s", exc)
                 self._failing = True
-            except Exception:
-                log.exception("lock renewal failed")
+            except Exception as exc:
+                failures += 1
+                if failures > self.options.task_restarts:
+                    log.critical("lock renewal failed %d times in a row; stopping the worker",
+                                 failures, exc_info=True)  # fmt: skip
+                    self.on_failed(f"its lock renewal kept failing: {type(exc).__name__}: {exc}")
+                    return
+                log.exception("lock renewal failed; trying again in %gs",
+                              self.options.lock_renew_interval)  # fmt: skip
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -251,6 +251,9 @@ class ProcessPool:
         except ChildStartError as exc:
             log.error("%s", exc)
             return
+        except Exception:  # the pool starts one when a job needs it
+            log.exception("could not start a child process")
+            return
         self._idle.append(worker)
         self._changed.set()
 

@@ -119,3 +119,5 @@ class Reporter:
             await self.transport.execute(batch)
         except ServerUnavailable as exc:
             log.warning("could not store progress/logs of %d jobs: %s", len(pending), exc)
+        except Exception:  # reports are best effort; a flusher that died would lose the rest
+            log.exception("could not store progress/logs of %d jobs", len(pending))

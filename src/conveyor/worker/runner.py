@@ -1,10 +1,12 @@
 """Runs one claimed job's handler and reports the outcome; never raises for the job's faults.
 
-``async def`` handlers run on the event loop and are cancelled at their timeout. Plain
-``def`` handlers run in a thread pool; a thread cannot be killed, so at the timeout the
-attempt is reported as timed out while the thread's slot stays busy until it returns.
-Handlers marked ``process`` run in a child process (:mod:`conveyor.worker.processes`),
-which is terminated at the timeout.
+``async def`` handlers run on the event loop and are cancelled at their timeout; one that
+swallows the cancellation and returns later is still reported as timed out (its result
+ignored). Plain ``def`` handlers run in threads (:mod:`conveyor.worker.threads`); a thread
+cannot be killed, so at the timeout ``ctx.cancelled`` becomes true, the attempt is reported
+as timed out and the thread is abandoned (counted, and replaced in the pool). Either way the
+job's concurrency slot is given back at the timeout. Handlers marked ``process`` run in a
+child process (:mod:`conveyor.worker.processes`), which is terminated at the timeout.
 """
 
 from __future__ import annotations
@@ -12,23 +14,30 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import functools
+import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from conveyor import codec, defaults
 from conveyor.errors import ConveyorError, PayloadError
 from conveyor.job import AttemptCause, ErrorInfo
+from conveyor.stored import describe
 from conveyor.worker.calls import Claim
 from conveyor.worker.context import JobContext
 from conveyor.worker.deadlines import Deadline, Deadlines
 from conveyor.worker.handlers import Handler
 from conveyor.worker.log_context import current_job
 from conveyor.worker.reporter import Reporter
+from conveyor.worker.threads import HandlerThreads
 
 if TYPE_CHECKING:
     from conveyor.worker.processes import ProcessPool
+
+log = logging.getLogger("conveyor.worker")
 
 
 @dataclass(slots=True)
@@ -40,8 +49,8 @@ class Outcome:
     cause: AttemptCause | None = None
     error: BaseException | None = None
     traceback: str = ""
-    #: A timed-out thread still running; its concurrency slot is busy until it finishes.
-    straggler: asyncio.Future[Any] | None = None
+    #: The job's concurrency slot was given back already (at its timeout).
+    slot_freed: bool = False
     duration: float = 0.0
     #: The job was cancelled while it ran: it ends as cancelled, not completed or retried.
     cancelled: bool = False
@@ -60,6 +69,19 @@ class UnknownJobError(ConveyorError):
     """No handler is registered for the job's name."""
 
 
+class InvalidJobError(ConveyorError):
+    """A stored field of the job is missing or malformed; the job cannot be run."""
+
+
+def invalid_job(claim: Claim) -> Outcome | None:
+    """The outcome of a claim whose stored job is malformed (it is buried as
+    ``invalid_job``, its fields named), or ``None`` for a well-formed one."""
+    if not claim.problems:
+        return None
+    error = InvalidJobError("the stored job is malformed: " + describe(claim.problems))
+    return _failed(AttemptCause.INVALID_JOB, error, with_traceback=False)
+
+
 class JobTimeoutError(ConveyorError, TimeoutError):
     """The handler ran longer than the job's timeout."""
 
@@ -74,17 +96,41 @@ def _uncancel(task: asyncio.Task[Any]) -> int:
     return task.uncancel() if hasattr(task, "uncancel") else 0
 
 
+class _Running:
+    """A job in its handler: what a cancellation, or its deadline, must reach."""
+
+    __slots__ = ("cancelled", "context", "slot_freed", "task", "thread", "timeout")
+
+    def __init__(self, context: JobContext, task: asyncio.Task[Any] | None) -> None:
+        self.context = context
+        #: Cancelling it stops an async handler, or kills a process handler's child.
+        self.task = task
+        #: A thread handler's future in the pool, once submitted.
+        self.thread: concurrent.futures.Future[Any] | None = None
+        self.timeout = 0.0
+        #: Cancelled by ``queue.cancel`` (``context.cancelled`` is also set by the timeout).
+        self.cancelled = False
+        self.slot_freed = False
+
+
 class Runner:
-    """Runs handlers for a worker."""
+    """Runs handlers for a worker.
+
+    ``free_slot`` gives one concurrency slot back; the runner calls it at a job's timeout
+    (the worker gives the slot back itself when an outcome says it was not freed).
+    ``on_abandoned(count)`` is told how many abandoned threads run, after each new one.
+    """
 
     def __init__(
         self,
         handlers: dict[str, Handler],
-        pool: concurrent.futures.ThreadPoolExecutor,
+        pool: HandlerThreads,
         worker_id: str,
         default_timeout: float,
         max_result_bytes: int = defaults.MAX_RESULT_BYTES,
         reporter: Reporter | None = None,
+        free_slot: Callable[[], None] | None = None,
+        on_abandoned: Callable[[int], None] | None = None,
     ) -> None:
         self.handlers = handlers
         self.pool = pool
@@ -92,17 +138,40 @@ class Runner:
         self.default_timeout = default_timeout
         self.max_result_bytes = max_result_bytes
         self.reporter = reporter
-        #: The context and task of each running job, so a cancellation can reach it.
-        self.running: dict[tuple[str, str], tuple[JobContext, asyncio.Task[Any] | None]] = {}
+        self.free_slot = free_slot
+        self.on_abandoned = on_abandoned
+        #: Each running job, so a cancellation can reach it.
+        self.running: dict[tuple[str, str], _Running] = {}
         #: Runs handlers marked ``process`` (set by the worker when it has any).
         self.processes: ProcessPool | None = None
         self._deadlines: Deadlines | None = None
 
-    def _deadline(self, task: asyncio.Task[Any], seconds: float) -> Deadline:
-        """The job's deadline ``seconds`` from now (see :mod:`.deadlines`)."""
+    def _deadline(self, task: asyncio.Task[Any], job: _Running) -> Deadline:
+        """The job's deadline, its timeout from now (see :mod:`.deadlines`)."""
         if self._deadlines is None:
             self._deadlines = Deadlines(task.get_loop())
-        return self._deadlines.start(task, seconds)
+        return self._deadlines.start(task, job.timeout, functools.partial(self._expired, job))
+
+    def _expired(self, job: _Running) -> None:
+        """At the deadline (the task is cancelled already): tell the handler, abandon its
+        thread, give its slot back."""
+        context = job.context
+        context.cancelled = True  # what a def handler sees; it may stop on its own
+        if job.thread is not None and not job.thread.cancel() and self.pool.abandon(job.thread):
+            count = self.pool.abandoned
+            log.warning(
+                "job %s (%s) ran past its %gs timeout: its thread keeps running, abandoned "
+                "(%d abandoned threads on this worker; hung code belongs in a process "
+                "handler, which is killed at its timeout)",
+                context.id, context.name, job.timeout, count,
+                extra={"job_id": context.id, "job_name": context.name,
+                       "attempt": context.attempt, "queue": context.queue},
+            )  # fmt: skip
+            if self.on_abandoned is not None:
+                self.on_abandoned(count)
+        if self.free_slot is not None and not job.slot_freed:
+            job.slot_freed = True
+            self.free_slot()
 
     def _finish(self, task: asyncio.Task[Any], deadline: Deadline) -> bool:
         """The handler returned or raised: True if it was cancelled for its deadline alone."""
@@ -121,8 +190,10 @@ class Runner:
             outcome = await self._run(claim, task)
         finally:
             running = self.running.pop((claim.queue, claim.id), None)
-        if running is not None and running[0].cancelled:
-            outcome = Outcome(False, cancelled=True)
+        if running is not None:
+            if running.cancelled:
+                outcome = Outcome(False, cancelled=True)
+            outcome.slot_freed = running.slot_freed
         outcome.duration = time.monotonic() - started
         return outcome
 
@@ -132,13 +203,15 @@ class Runner:
         running = self.running.get((queue, job_id))
         if running is None:
             return False
-        context, task = running
-        context.cancelled = True
-        if task is not None:
-            task.cancel()
+        running.cancelled = running.context.cancelled = True
+        if running.task is not None:
+            running.task.cancel()
         return True
 
     async def _run(self, claim: Claim, task: asyncio.Task[Any]) -> Outcome:
+        invalid = invalid_job(claim)
+        if invalid is not None:
+            return invalid
         handler = self.handlers.get(claim.name)
         if handler is None:
             error = UnknownJobError(f"no handler is registered for job name {claim.name!r}")
@@ -153,50 +226,58 @@ class Runner:
         )  # fmt: skip
         timeout = claim.timeout or handler.timeout or self.default_timeout
         in_process = bool(handler.process and self.processes is not None)
-        # Cancelling the task stops an async handler, or kills a process handler's child.
-        self.running[(claim.queue, claim.id)] = (
-            context, task if handler.is_async or in_process else None
-        )  # fmt: skip
+        job = _Running(context, task if handler.is_async or in_process else None)
+        job.timeout = timeout
+        self.running[(claim.queue, claim.id)] = job
         if in_process:
             assert self.processes is not None
             return await self.processes.run(
                 handler, context, claim.raw_payload, timeout, self.max_result_bytes
             )
         if handler.is_async:
-            return await self._run_async(handler, context, payload, timeout, task)
-        return await self._run_in_thread(handler, context, payload, timeout, task)
+            return await self._run_async(handler, job, payload, task)
+        return await self._run_in_thread(handler, job, payload, task)
 
     async def _run_async(
-        self, handler: Handler, context: JobContext, payload: Any, timeout: float,
-        task: asyncio.Task[Any],
-    ) -> Outcome:  # fmt: skip
-        deadline = self._deadline(task, timeout)
+        self, handler: Handler, job: _Running, payload: Any, task: asyncio.Task[Any]
+    ) -> Outcome:
+        started = time.monotonic()
+        deadline = self._deadline(task, job)
         try:
             try:
-                result = await handler.function(context, payload)
+                result = await handler.function(job.context, payload)
             finally:
                 timed_out = self._finish(task, deadline)
         except asyncio.CancelledError:
             if timed_out:
-                error = JobTimeoutError(f"{handler.name} did not finish within {timeout:g}s")
+                error = JobTimeoutError(f"{handler.name} did not finish within {job.timeout:g}s")
                 return _failed(AttemptCause.TIMEOUT, error, with_traceback=False)
-            if not context.cancelled:
+            if not job.cancelled:
                 raise  # the worker is shutting down: the job is handed back
             _uncancel(task)
             return Outcome(False, cancelled=True)
         except Exception as exc:
-            return _failed(AttemptCause.ERROR, exc)
-        return self._encoded(result)
+            if not timed_out:
+                return _failed(AttemptCause.ERROR, exc)
+        else:
+            if not timed_out:
+                return self._encoded(result)
+        # It swallowed the cancellation of its timeout and ended later: still a timeout.
+        error = JobTimeoutError(
+            f"{handler.name} did not finish within {job.timeout:g}s (it ignored its "
+            f"cancellation and ended {time.monotonic() - started:.1f}s after it started; "
+            "its result is ignored)"
+        )
+        return _failed(AttemptCause.TIMEOUT, error, with_traceback=False)
 
     async def _run_in_thread(
-        self, handler: Handler, context: JobContext, payload: Any, timeout: float,
-        task: asyncio.Task[Any],
-    ) -> Outcome:  # fmt: skip
-        loop = asyncio.get_running_loop()
+        self, handler: Handler, job: _Running, payload: Any, task: asyncio.Task[Any]
+    ) -> Outcome:
         # The thread gets a copy of this task's context, so its log records name the job.
         run_in_context = contextvars.copy_context().run
-        future = loop.run_in_executor(self.pool, run_in_context, handler.function, context, payload)
-        deadline = self._deadline(task, timeout)
+        job.thread = self.pool.submit(run_in_context, handler.function, job.context, payload)
+        future = asyncio.wrap_future(job.thread)
+        deadline = self._deadline(task, job)
         try:
             try:
                 result = await asyncio.shield(future)
@@ -206,11 +287,18 @@ class Runner:
             if not timed_out:
                 raise
             error = JobTimeoutError(
-                f"{handler.name} did not finish within {timeout:g}s (its thread keeps running)"
+                f"{handler.name} did not finish within {job.timeout:g}s "
+                "(its thread keeps running, abandoned)"
             )
-            outcome = _failed(AttemptCause.TIMEOUT, error, with_traceback=False)
-            outcome.straggler = future
-            return outcome
+            if job.thread.running():  # abandoned (see _expired): say when it comes back
+                started = time.monotonic()
+                job.thread.add_done_callback(
+                    lambda _: log.info(
+                        "the abandoned thread of job %s (%s) returned %.1fs after its timeout",
+                        job.context.id, handler.name, time.monotonic() - started,
+                    )
+                )  # fmt: skip
+            return _failed(AttemptCause.TIMEOUT, error, with_traceback=False)
         except Exception as exc:
             return _failed(AttemptCause.ERROR, exc)
         return self._encoded(result)

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
-from conveyor import codec
 from conveyor.errors import PayloadError, ServerUnavailable
 from conveyor.job import Attempt, AttemptCause
 from conveyor.keys import QueueKeys
@@ -28,6 +27,12 @@ from conveyor.worker.handlers import Handler
 from conveyor.worker.runner import Outcome
 
 log = logging.getLogger("conveyor.worker")
+
+#: The start of the message for a job whose record vanished under its lock (``%s``: the id).
+MISSING = (
+    "job %s no longer exists on the server (its data was lost, e.g. by a restart without "
+    "persistence, or the queue was obliterated)"
+)
 
 #: held[queue][job id] = lock token, for every job this worker holds a lock on.
 Held = dict[str, dict[str, str]]
@@ -90,15 +95,24 @@ class Settler:
                 del held[job_id]
         while True:
             try:
-                (refused,) = await self.transport.execute([calls.complete(keys, options, done)])
+                ((refused, missing),) = await self.transport.execute(
+                    [calls.complete(keys, options, done)]
+                )
                 break
             except ServerUnavailable as exc:
                 log.warning("could not acknowledge %d jobs, retrying: %s", len(done), exc)
                 await asyncio.sleep(self.retry_pause())
+            except Exception:  # never a flusher that dies silently with the batches after
+                log.exception("could not acknowledge %d jobs (they run again when their "
+                              "locks expire)", len(done))  # fmt: skip
+                return
         self.completed += len(done) - len(refused)
         for job_id in refused:
-            log.warning("job %s finished after its lock was lost; it was not acknowledged",
-                        job_id.decode())  # fmt: skip
+            if job_id in missing:
+                log.warning(MISSING + "; its completion was not recorded", job_id.decode())
+            else:
+                log.warning("job %s finished after its lock was lost; it was not acknowledged",
+                            job_id.decode())  # fmt: skip
 
     async def rate_limited(self, claim: Claim, seconds: float) -> None:
         """Throttle the whole queue and hand this job back without spending an attempt."""
@@ -132,14 +146,17 @@ class Settler:
                 log.warning("could not record the cancellation of job %s, retrying: %s",
                             claim.id, exc)  # fmt: skip
                 await asyncio.sleep(self.retry_pause())
-        if not recorded:
+        if recorded == -1:
+            log.warning(MISSING + "; its cancellation was not recorded", claim.id)
+        elif not recorded:
             log.warning("job %s was cancelled after its lock was lost; not recorded", claim.id)
 
     def decision(self, claim: Claim, outcome: Outcome) -> Decision:
         """Retry or bury: the pure rules of :mod:`conveyor.retry`, with this job's settings."""
         handler = self.handlers.get(claim.name)
-        stored = codec.decode(claim.raw_options).get("backoff") if claim.raw_options else None
-        backoff = backoff_from_json(stored) or (handler.backoff if handler else None)
+        backoff = backoff_from_json(claim.options.get("backoff")) or (
+            handler.backoff if handler else None
+        )
         permanent = (handler.permanent if handler else ()) + (PayloadError,)
         failure = Failure(
             attempt=claim.attempt, max_attempts=claim.max_attempts,
@@ -168,7 +185,7 @@ class Settler:
         reason = decision.reason.value if decision.reason else ""
         call = calls.fail(
             keys, options, claim, retry=decision.retry, delay=decision.delay, reason=reason,
-            attempt_record=msgspec.json.encode(record),
+            front=decision.front, attempt_record=msgspec.json.encode(record),
             error=msgspec.json.encode(record.error),
         )  # fmt: skip
         while True:
@@ -179,11 +196,20 @@ class Settler:
                 log.warning("could not record the failure of job %s, retrying: %s", claim.id, exc)
                 await asyncio.sleep(self.retry_pause())
         self.failed += 1
-        if state is None:
+        error = record.error
+        extra = {"error_type": error.type, "error_message": error.message}
+        if state == b"missing":
+            log.warning(MISSING + "; its failed attempt was not recorded", claim.id)
+        elif state is None:
             log.warning("job %s failed after its lock was lost; not recorded", claim.id)
         elif state == b"dead":
-            log.error("job %s (%s) is dead: %s", claim.id, claim.name, reason)
+            log.error("job %s (%s) is dead (%s) after attempt %d: %s: %s", claim.id, claim.name,
+                      reason, claim.attempt, error.type, error.message, extra=extra)  # fmt: skip
             await self.on_dead(claim)
+        elif decision.front:
+            log.info("job %s (%s) failed attempt %d (%s), retrying now, ahead of the queue",
+                     claim.id, claim.name, claim.attempt, record.cause.value)  # fmt: skip
         else:
-            log.info("job %s (%s) failed attempt %d (%s), retrying in %.1fs", claim.id,
-                     claim.name, claim.attempt, record.cause.value, decision.delay)  # fmt: skip
+            log.info("job %s (%s) failed attempt %d (%s: %s: %s), retrying in %.1fs", claim.id,
+                     claim.name, claim.attempt, record.cause.value, error.type, error.message,
+                     decision.delay, extra=extra)  # fmt: skip

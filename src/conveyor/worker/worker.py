@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import dataclasses
 import inspect
@@ -16,21 +15,27 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
 import redis.asyncio
 
 from conveyor import connection, defaults, dlq_ops, ops, partitions, schedules
-from conveyor.errors import RateLimited, ServerUnavailable, UnsafeServerError
+from conveyor.errors import (
+    RateLimited,
+    ServerUnavailable,
+    UnsafeServerError,
+    WorkerFailedError,
+    WorkerStuckError,
+)
 from conveyor.health import server_safety
 from conveyor.job import AttemptCause, Job
 from conveyor.keys import QueueKeys
 from conveyor.ops import Command, QueueOptions
 from conveyor.retry import Backoff, BackoffFunction
 from conveyor.transport import AsyncTransport
-from conveyor.worker import calls
+from conveyor.worker import calls, settler
 from conveyor.worker.calls import Claim
 from conveyor.worker.fetcher import Fetcher, InFlight
 from conveyor.worker.handlers import Handler, HandlerFunction, check_process_handler, make_handler
@@ -38,9 +43,10 @@ from conveyor.worker.locks import LockKeeper
 from conveyor.worker.options import WorkerOptions
 from conveyor.worker.processes import ProcessPool
 from conveyor.worker.reporter import Reporter
-from conveyor.worker.runner import Outcome, Runner
+from conveyor.worker.runner import Outcome, Runner, invalid_job
 from conveyor.worker.settler import Settler
 from conveyor.worker.slots import Slots
+from conveyor.worker.threads import HandlerThreads
 
 log = logging.getLogger("conveyor.worker")
 
@@ -94,6 +100,9 @@ class Worker:
         self._force = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        #: Why the worker stopped itself (a background task kept failing, too many threads
+        #: hung), raised by :meth:`serve` once it has stopped.
+        self._failure: WorkerFailedError | None = None
         self._signals_handled = False
 
     # --- registration -----------------------------------------------------------------
@@ -147,16 +156,25 @@ class Worker:
         """Run until SIGTERM/SIGINT (a second signal stops at once).
 
         Sync handlers still running in threads after the shutdown (their jobs were handed
-        back) cannot be killed; the process exits without waiting for them.
+        back, or they were abandoned at their timeout) cannot be killed; the process exits
+        without waiting for them, with status 1 if the worker stopped on an error (such as
+        :class:`WorkerFailedError` or :class:`WorkerStuckError`, raised when none is left).
         """
-        asyncio.run(self.serve(handle_signals=True))
-        stuck = [t for t in threading.enumerate() if t.name.startswith("conveyor-job")]
+        failure: BaseException | None = None
+        try:
+            asyncio.run(self.serve(handle_signals=True))
+        except BaseException as exc:
+            failure = exc
+        stuck = _handler_threads_left()
         if stuck:
-            log.warning("exiting with %d handler threads still running", len(stuck))
+            log.warning("exiting with %d handler threads still running%s", stuck,
+                        f" (exit status 1: {failure})" if failure else "")  # fmt: skip
             logging.shutdown()
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(0)
+            os._exit(1 if failure else 0)
+        if failure is not None:
+            raise failure
 
     def stop(self, *, now: bool = False) -> None:
         """Ask the worker to stop (thread-safe). ``now`` skips the grace period."""
@@ -165,6 +183,18 @@ class Worker:
             self._force.set()
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _failed(self, why: str) -> None:
+        """Stop the worker (thread-safe) because a background task kept failing:
+        :meth:`serve` then raises :class:`WorkerFailedError`."""
+        self._fail(WorkerFailedError(f"worker {self.id} stopped: {why}"))
+
+    def _fail(self, failure: WorkerFailedError) -> None:
+        """Stop gracefully (thread-safe), then make :meth:`serve` raise ``failure``."""
+        if self._failure is None:
+            self._failure = failure
+            log.error("%s", failure)
+        self.stop()
 
     def _on_signal(self) -> None:
         if self._stop_requested.is_set():
@@ -207,7 +237,7 @@ class Worker:
         try:
             while True:
                 await _Session(self, url, transport).run(self._wake)
-                if not self._relayout:
+                if not self._relayout or self._failure is not None:
                     break
                 # A queue was partitioned after the session started: serve its partitions.
                 self._relayout = False
@@ -218,6 +248,8 @@ class Worker:
             self._handle_signals(False)
             if self.client is None:
                 await transport.close()
+        if self._failure is not None:
+            raise self._failure
 
     async def _connect(self) -> tuple[str, AsyncTransport] | None:
         """Reach the server and check it; ``None`` if the worker was stopped meanwhile."""
@@ -314,16 +346,15 @@ class _Session:
         self.transport = transport
         self.held: dict[str, dict[str, str]] = {keys.queue: {} for keys in worker.queues}
         self.slots = Slots(self.options.concurrency)
-        self.pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.options.concurrency, thread_name_prefix="conveyor-job"
-        )
+        self.pool = HandlerThreads(self.options.concurrency, _THREAD_NAME)
         queue_settings = {keys.queue: (keys, worker.queue_options) for keys in worker.queues}
         assert worker._loop is not None
         self.loop = worker._loop
         self.reporter = Reporter(worker._loop, transport, queue_settings)
         self.runner = Runner(
             worker.handlers, self.pool, worker.id, worker.queue_options.timeout,
-            worker.queue_options.max_result_bytes, self.reporter,
+            worker.queue_options.max_result_bytes, self.reporter, self.slots.give,
+            self._on_abandoned,
         )  # fmt: skip
         self.processes = ProcessPool.for_handlers(self.options, worker.handlers.values())
         self.runner.processes = self.processes
@@ -334,7 +365,7 @@ class _Session:
         )  # fmt: skip
         self.locks = LockKeeper(url, worker.queues, self.held, worker.id, self.options,
                                 self._on_lost_threadsafe, self._describe,
-                                self._on_cancel_threadsafe)  # fmt: skip
+                                self._on_cancel_threadsafe, worker._failed)  # fmt: skip
         self.started_at = time.time()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
@@ -349,7 +380,7 @@ class _Session:
         """The server answers again: the next outage starts its backoff from the bottom."""
         self._outage_pause = 0.1
 
-    def _on_lost_threadsafe(self, queue: str, lost: list[tuple[str, str]]) -> None:
+    def _on_lost_threadsafe(self, queue: str, lost: list[tuple[str, str, bool]]) -> None:
         loop = self.worker._loop
         assert loop is not None
         loop.call_soon_threadsafe(self._on_lost, queue, lost)
@@ -364,14 +395,17 @@ class _Session:
             if self.runner.cancel(queue, job_id):
                 log.info("job %s was cancelled; stopping it", job_id)
 
-    def _on_lost(self, queue: str, lost: list[tuple[str, str]]) -> None:
+    def _on_lost(self, queue: str, lost: list[tuple[str, str, bool]]) -> None:
         held = self.held[queue]
-        for job_id, token in lost:
+        for job_id, token, missing in lost:
             # Only if this worker still holds that very attempt: the job may have been
             # settled (and even fetched again) since the renewal was sent.
             if held.get(job_id) == token:
                 del held[job_id]
-                log.warning("lost the lock of job %s; another worker may run it", job_id)
+                if missing:
+                    log.warning(settler.MISSING, job_id)
+                else:
+                    log.warning("lost the lock of job %s; another worker may run it", job_id)
 
     async def _on_dead(self, claim: Claim) -> None:
         hook = self.worker.on_dead
@@ -401,15 +435,30 @@ class _Session:
         task = asyncio.current_task()
         assert task is not None
         try:
-            outcome = await self.runner.run(claim, task)
-            if outcome.straggler is not None:
-                outcome.straggler.add_done_callback(lambda _: self.slots.give())
-            else:
+            try:
+                outcome = await self.runner.run(claim, task)
+            except Exception:  # a bug, not the job's fault: never a silently lost slot
+                log.exception("could not run job %s; it runs again when its lock expires",
+                              claim.id)  # fmt: skip
+                self.slots.give()
+                if self.held[claim.queue].get(claim.id) == claim.token:
+                    del self.held[claim.queue][claim.id]
+                return
+            if not outcome.slot_freed:  # else given back at its timeout
                 self.slots.give()
             await self._settle(claim, outcome)
         finally:
             # Here rather than in a done callback: one callback less on the loop per job.
             self.tasks.discard(task)
+
+    def _on_abandoned(self, count: int) -> None:
+        limit = self.options.max_abandoned_threads
+        if count > limit:
+            self.worker._fail(WorkerStuckError(
+                f"{count} handler threads are stuck past their timeout (limit {limit}, "
+                "max_abandoned_threads): stopping so that a supervisor restarts the worker; "
+                "run hung code in process handlers, which are killed at their timeout"
+            ))  # fmt: skip
 
     async def _settle(self, claim: Claim, outcome: Outcome) -> None:
         try:
@@ -448,7 +497,12 @@ class _Session:
             pause = interval
 
     async def _fire_schedules(self) -> None:
-        """Every schedule check interval: make the jobs of the schedule ticks that are due."""
+        """Every schedule check interval: make the jobs of the schedule ticks that are due.
+
+        A queue whose schedules cannot be fired (a malformed stored schedule) is logged,
+        with the traceback, at most once a minute, and tried again: it never stops the
+        worker's jobs, nor the schedules of its other queues."""
+        reported: dict[str, float] = {}
         while not await self._stopped_within(self.options.schedule_check_interval):
             for keys in self.worker.queues:
                 try:
@@ -457,6 +511,12 @@ class _Session:
                     )
                 except ServerUnavailable:
                     continue  # the fetchers report outages
+                except Exception:
+                    if time.monotonic() - reported.get(keys.queue, -60.0) >= 60.0:
+                        reported[keys.queue] = time.monotonic()
+                        log.exception("queue %s: could not fire its schedules (tried again "
+                                      "every check; logged once a minute)", keys.queue)  # fmt: skip
+                    continue
                 if made:
                     log.info("queue %s: %d scheduled jobs enqueued", keys.queue, made)
 
@@ -479,6 +539,32 @@ class _Session:
             worker._wake.set()
         return True
 
+    async def _supervised(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run a background loop until the worker stops. If it fails, log it with its
+        traceback and restart it after a backoff; after ``task_restarts`` failures in a row
+        (a loop that ran :data:`~conveyor.defaults.TASK_HEALTHY_AFTER` seconds starts the
+        count over), stop the worker: it must never heartbeat without working."""
+        failures = 0
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                await loop()
+                return
+            except Exception as exc:
+                if time.monotonic() - started >= defaults.TASK_HEALTHY_AFTER:
+                    failures = 0
+                failures += 1
+                if failures > self.options.task_restarts:
+                    log.critical("the %s failed %d times in a row; stopping the worker",
+                                 name, failures, exc_info=True)  # fmt: skip
+                    self.worker._failed(f"its {name} kept failing: {type(exc).__name__}: {exc}")
+                    return
+                pause = min(defaults.TASK_RESTART_PAUSE_MAX,
+                            defaults.TASK_RESTART_PAUSE * 2 ** (failures - 1))  # fmt: skip
+                log.error("the %s failed; restarting it in %.0fs", name, pause, exc_info=True)
+            if await self._stopped_within(pause):
+                return
+
     async def _stopped_within(self, seconds: float) -> bool:
         """Wait up to ``seconds``; True as soon as the worker is stopping."""
         try:
@@ -496,8 +582,15 @@ class _Session:
         (reply,) = await self.transport.execute([call])
         for claim in calls.parse_recovered(keys.queue, reply):
             log.warning("job %s stalled on worker %s", claim.id, claim.previous_worker)
-            stalled = Outcome(False, cause=AttemptCause.STALLED, error=_StalledError(claim))
-            await self.settler.fail(claim, stalled)
+            stalled = invalid_job(claim) or Outcome(
+                False, cause=AttemptCause.STALLED, error=_StalledError(claim)
+            )
+            try:
+                await self.settler.fail(claim, stalled)
+            except ServerUnavailable:
+                raise
+            except Exception:  # one job that cannot be settled must not stop the others
+                log.exception("could not settle stalled job %s", claim.id)
 
     def _describe(self) -> bytes:
         """The worker's self-description, refreshed with every heartbeat."""
@@ -507,6 +600,8 @@ class _Session:
             "concurrency": self.options.concurrency, "started_at": self.started_at,
             "last_heartbeat": time.time(),
             "jobs_done": self.settler.completed + self.settler.failed,
+            "abandoned_threads": self.pool.abandoned,
+            "handlers": sorted(self.worker.handlers),  # job names: see extend_locks.lua
         })  # fmt: skip
 
     async def _register(self) -> None:
@@ -527,12 +622,12 @@ class _Session:
         fetchers = [
             Fetcher(self.transport, keys, self.worker.queue_options, self.options,
                     self.worker.id, self.slots, self.dispatch, self._retry_pause, self.stopping,
-                    self._recovered, self.in_flight)
+                    self._recovered, self.in_flight, list(self.worker.handlers))
             for keys in self.worker.queues
         ]  # fmt: skip
-        background = [asyncio.create_task(f.run()) for f in fetchers]
-        background.append(asyncio.create_task(self._maintain()))
-        background.append(asyncio.create_task(self._fire_schedules()))
+        loops = [(f"fetcher of {f.keys.queue}", f.run) for f in fetchers]
+        loops += [("stall recovery", self._maintain), ("schedule firer", self._fire_schedules)]
+        background = [asyncio.create_task(self._supervised(*loop)) for loop in loops]
         log.info(
             "worker %s serving %s (concurrency %d)",
             self.worker.id,
@@ -564,9 +659,7 @@ class _Session:
                 )
                 waiter.cancel()
                 pending.discard(waiter)
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self._cancel_jobs()
         if self.processes is not None:  # before the hand-back: no child still runs a job
             await self.processes.close()
         await self.reporter.flush()
@@ -580,6 +673,20 @@ class _Session:
         self.pool.shutdown(wait=False, cancel_futures=True)
         log.info("worker %s stopped (%d completed, %d failed)", self.worker.id,
                  self.settler.completed, self.settler.failed)  # fmt: skip
+
+    async def _cancel_jobs(self) -> None:
+        """Cancel the jobs still running; hand back (below) those whose handler ignores it."""
+        if not self.tasks:
+            return
+        for task in self.tasks:
+            task.cancel()
+        _done, stuck = await asyncio.wait(set(self.tasks), timeout=defaults.SHUTDOWN_CANCEL_WAIT)
+        if stuck:
+            log.warning(
+                "%d handlers did not stop within %.0fs of their cancellation; handing their "
+                "jobs back anyway (the process may not exit until they return)",
+                len(stuck), defaults.SHUTDOWN_CANCEL_WAIT,
+            )  # fmt: skip
 
     async def _hand_back(self) -> None:
         calls_ = [
@@ -595,6 +702,20 @@ class _Session:
         except ServerUnavailable as exc:
             log.warning("could not hand back active jobs (they return when their locks "
                         "expire): %s", exc)  # fmt: skip
+
+
+_THREAD_NAME = "conveyor-job"
+
+
+def _handler_threads_left(wait: float = 0.5) -> int:
+    """Handler threads still running, after idle ones had ``wait`` seconds to end."""
+    deadline = time.monotonic() + wait
+    left = 0
+    for thread in threading.enumerate():
+        if thread.name.startswith(_THREAD_NAME):
+            thread.join(max(0.0, deadline - time.monotonic()))
+            left += thread.is_alive()
+    return left
 
 
 class _StalledError(Exception):

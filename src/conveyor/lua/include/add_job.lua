@@ -3,6 +3,7 @@
 -- the job's state, its id (the existing job's id on a deduplication hit) and whether
 -- waiting or delayed work changed (so workers should be woken).
 -- @include waiting
+-- @include fields
 
 -- FIFO sequence numbers, taken from the meta hash's counter seq_block at a time (a batch
 -- reserves its numbers with one call; numbers left unused are harmless gaps).
@@ -69,7 +70,7 @@ local function add_job(v, now, events_maxlen)
       local job = job_prefix .. holder
       from_waiting(holder)
       redis.call('ZREM', delayed_key, holder)
-      state = place(holder, tonumber(redis.call('HGET', job, 'band')), due, now)
+      state = place(holder, whole(redis.call('HGET', job, 'band')) or 0, due, now)
       redis.call('HSET', job, 'payload', payload, 'state', state, 'due_ms', due)
       redis.call('PEXPIRE', dedup, dedup_ms)
       emit(events_key, events_maxlen, 'debounced', holder, 'state', state)

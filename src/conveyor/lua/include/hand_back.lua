@@ -2,13 +2,15 @@
 -- waiting, without spending an attempt. Returns true if it was handed back.
 -- @include waiting
 -- @include let_go
+-- @include fields
 local function hand_back(id, token)
   if not let_go(id, token) then return false end
   local job = job_key .. id
-  redis.call('HINCRBY', job, 'attempt', -1)
+  if whole(redis.call('HGET', job, 'attempt')) then
+    redis.call('HINCRBY', job, 'attempt', -1)
+  end
   redis.call('HSET', job, 'state', 'waiting')
-  local head = redis.call('HINCRBY', meta_key, 'head', 1)
-  to_waiting(id, tonumber(redis.call('HGET', job, 'band')) - head)
+  to_front(id)
   emit(events_key, events_maxlen, 'waiting', id, 'released', '1')
   return true
 end

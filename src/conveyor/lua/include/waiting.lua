@@ -3,6 +3,7 @@
 -- (so one busy group cannot starve the others). Uses the bound keys meta, waiting, groups,
 -- group_waiting (a prefix) and job (a prefix). A caller that knows the job's group passes
 -- it (false: none) to spare reading it back.
+-- @include fields
 local function to_waiting(id, score, group)
   if group == nil then group = redis.call('HGET', job_key .. id, 'group') end
   if not group then
@@ -14,6 +15,14 @@ local function to_waiting(id, score, group)
   if not redis.call('ZSCORE', groups_key, group) then
     redis.call('ZADD', groups_key, redis.call('HINCRBY', meta_key, 'ring', 1), group)
   end
+end
+
+-- Put a job in waiting at the front of its priority, ahead of every job enqueued with it: its
+-- band minus the queue's head counter, below the band's first sequence number (2**40, see
+-- conveyor.ops.priority_band). The latest job put at the front goes first.
+local function to_front(id)
+  local band = whole(redis.call('HGET', job_key .. id, 'band')) or 0  -- malformed: see fields
+  to_waiting(id, band - redis.call('HINCRBY', meta_key, 'head', 1))
 end
 
 -- Take a job out of waiting wherever it is; true if it was there.
