@@ -201,3 +201,17 @@ def test_a_cluster_client_with_no_known_node_is_refused_on_the_public_path(
     monkeypatch.setattr(compat, "LEAN", False)
     with pytest.raises(ConfigurationError, match="initialize"):
         compat.cluster_origin(Unconnected())
+
+
+async def test_a_pooled_connection_keeps_its_read_timeout(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without make_connection the connection comes from the pool and goes back to it."""
+    monkeypatch.setattr(compat, "USE_MAKE_CONNECTION", False)
+    client = redis.asyncio.Redis.from_url(url, socket_timeout=30)
+    try:
+        conn = await compat.async_open(client.connection_pool)
+        assert (compat.take_read_timeout(conn), conn.socket_timeout) == (None, 30)
+        await compat.async_release(client.connection_pool, conn)
+    finally:
+        await client.aclose()

@@ -115,9 +115,10 @@ def take_read_timeout(conn: AsyncConnection) -> float | None:
 
     Internal: set its ``socket_timeout`` to ``None`` (redis-py then arms no timer per read)
     and return the old timeout, which the caller keeps with a watchdog and :func:`abort`.
-    Public: leave the timeout to redis-py and return ``None`` (no watchdog needed).
+    Public: leave the timeout to redis-py and return ``None`` (no watchdog needed); so also
+    for a connection checked out of the pool, which goes back to it with its timeout.
     """
-    if not USE_STREAM_WRITER:
+    if not (USE_STREAM_WRITER and USE_MAKE_CONNECTION):
         return None
     timeout, conn.socket_timeout = conn.socket_timeout, None
     return timeout
