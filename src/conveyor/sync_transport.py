@@ -71,10 +71,10 @@ class SyncTransport:
 
     def _execute(self, calls: Sequence[Call]) -> list[Any]:
         try:
-            lean = len(calls) == 1 and self._lean and isinstance(calls[0], ScriptCall)
-            if lean and self._gate.enter():
+            item = calls[0] if len(calls) == 1 and self._lean else None
+            if isinstance(item, ScriptCall) and self._gate.enter():
                 try:
-                    return [self._lean_call(calls[0])]  # type: ignore[arg-type]
+                    return [self._lean_call(item)]
                 finally:
                     self._gate.leave()
             routes = self._nodes(wire.route_keys(calls))

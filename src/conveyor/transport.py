@@ -90,10 +90,10 @@ class AsyncTransport:
 
     async def _execute(self, calls: Sequence[Call]) -> list[Any]:
         try:
-            lean = len(calls) == 1 and self._lean and isinstance(calls[0], ScriptCall)
-            if lean and self._gate.enter():
+            item = calls[0] if len(calls) == 1 and self._lean else None
+            if isinstance(item, ScriptCall) and self._gate.enter():
                 try:
-                    return [await self._lean_call(calls[0])]  # type: ignore[arg-type]
+                    return [await self._lean_call(item)]
                 finally:
                     self._gate.leave()
             routes = await self._nodes(wire.route_keys(calls))
