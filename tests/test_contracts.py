@@ -40,6 +40,23 @@ def test_scripts_spell_no_key_names() -> None:
         assert not re.search(r"['\"]conveyor:", body), f"{name}.lua spells a key"
 
 
+#: Pieces of Lua that live in one include each, and a pattern that spells each.
+LUA_PIECES = {
+    "delete_jobs": r"for _, id in ipairs\(\w+\) do\s+redis\.call\('DEL', job_\w+ \.\. id\)",
+    "queued": r"state [~=]= 'waiting' (and|or) state [~=]= 'delayed'",
+    "let_go": r"redis\.call\('ZREM', active_key, id\) == 0",
+}
+
+
+def test_repeated_lua_pieces_live_in_their_includes() -> None:
+    folder = Path(inspect.getfile(lua)).parent / "lua"
+    for path in sorted(folder.rglob("*.lua")):
+        for include, pattern in LUA_PIECES.items():
+            if path.name != f"{include}.lua":
+                text = path.read_text()
+                assert not re.search(pattern, text), f"{path.name}: use -- @include {include}"
+
+
 def test_every_key_of_a_queue_shares_its_hash_tag() -> None:
     keys = QueueKeys("emails")
     for name in QUEUE_KEYS:

@@ -5,7 +5,10 @@ it takes (``KEYS: meta waiting``; ``ARGV: #count worker_id ...jobs``). The loade
 generates ``local meta_key = KEYS[1]`` and friends from that header, so the contract and
 the body cannot drift, and checks every key name against :mod:`conveyor.keys`. A ``#``
 marks a numeric argument (bound with ``tonumber``); ``...name`` binds the index where the
-variadic rest starts. ``-- @include NAME`` pastes ``include/NAME.lua`` once.
+variadic rest starts. ``-- @include NAME`` pastes ``include/NAME.lua`` once. ``@states``
+among the KEYS stands for the key of every job state (see :mod:`conveyor.states`), and
+``@idle_states`` for those of every state but the ones workers hold (``active``); either
+binds ``job_states`` and ``job_state`` too: a script that must handle every state says so.
 """
 
 from __future__ import annotations
@@ -16,10 +19,17 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from conveyor import states
 from conveyor.keys import QUEUE_KEYS, QueueKeys
 
 _HEADER_LINE = re.compile(r"^(KEYS|ARGV):(.*)$", re.MULTILINE)
 _INCLUDE = re.compile(r"^-- @include (\w+)\s*$", re.MULTILINE)
+#: In a KEYS header: the keys of job states, in :data:`conveyor.states.STATES` order: of
+#: every state, or of those whose jobs no worker holds (a producer may write those).
+STATE_GROUPS = {
+    "@states": states.STATES,
+    "@idle_states": tuple(info for info in states.STATES if not info.held),
+}
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,21 @@ def _declared(header: str, field: str) -> list[str]:
     return []
 
 
-def _bindings(name: str, key_names: list[str], arg_names: list[str]) -> str:
+def _expand_keys(name: str, declared: list[str]) -> list[str]:
+    """The declared key names, a group of states (``@states``) replaced by its keys."""
+    key_names: list[str] = []
+    for key in declared:
+        chosen = STATE_GROUPS.get(key)
+        key_names += [info.key for info in chosen] if chosen else [key]
+    doubled = sorted({key for key in key_names if key_names.count(key) > 1})
+    if doubled:
+        raise ValueError(f"{name}.lua declares {', '.join(doubled)} more than once in KEYS")
+    return key_names
+
+
+def _bindings(
+    name: str, key_names: list[str], arg_names: list[str], chosen: tuple[states.StateInfo, ...]
+) -> str:
     lines = []
     for index, key in enumerate(key_names, start=1):
         if key not in QUEUE_KEYS:
@@ -57,6 +81,8 @@ def _bindings(name: str, key_names: list[str], arg_names: list[str]) -> str:
             lines.append(f"local {arg[1:]} = tonumber(ARGV[{index}])")
         else:
             lines.append(f"local {arg} = ARGV[{index}]")
+    if chosen:
+        lines.append(states.lua_table(chosen))
     return "\n".join(lines)
 
 
@@ -85,10 +111,15 @@ def build_script(name: str) -> Script:
     if not raw.startswith("--[[") or header_end < 0:
         raise ValueError(f"{name}.lua must start with a --[[ ... ]] header")
     header = raw[: header_end + 2]
-    key_names = _declared(header, "KEYS")
+    declared = _declared(header, "KEYS")
+    key_names = _expand_keys(name, declared)
     arg_names = _declared(header, "ARGV")
     body = _expand_includes(raw[header_end + 2 :])
-    source = f"{header}\n{_bindings(name, key_names, arg_names)}\n{body}"
+    groups = [STATE_GROUPS[key] for key in declared if key in STATE_GROUPS]
+    if len(groups) > 1:
+        raise ValueError(f"{name}.lua declares more than one group of states in KEYS")
+    bindings = _bindings(name, key_names, arg_names, groups[0] if groups else ())
+    source = f"{header}\n{bindings}\n{body}"
     sha = hashlib.sha1(source.encode()).hexdigest()
     return Script(name, source, sha, tuple(key_names), tuple(a.lstrip("#") for a in arg_names))
 

@@ -32,6 +32,7 @@ from conveyor.job import Durability, Job, JobState, job_from_hash
 from conveyor.keys import PARTITIONS, QUEUE_REGISTRY, QueueKeys, logical_name, validate_queue_name
 from conveyor.lua import Script, script
 from conveyor.retry import Backoff, Exponential, Fixed, Immediate, backoff_from_json
+from conveyor.states import STATES
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -482,7 +483,8 @@ def get_job(keys: QueueKeys, job_id: str) -> Op[Job | None]:
 
 
 class Counts(msgspec.Struct, frozen=True):
-    """How many jobs a queue holds in each state."""
+    """How many jobs a queue holds in each state (one field per :data:`conveyor.states.STATES`
+    row, checked by ``tests/test_states.py``)."""
 
     waiting: int
     delayed: int
@@ -495,13 +497,18 @@ class Counts(msgspec.Struct, frozen=True):
 
     def per_state(self) -> dict[JobState, int]:
         """The number of jobs in each state, for every :class:`JobState` in lifecycle order."""
-        return {state: getattr(self, state.value) for state in JobState}
+        return {info.state: getattr(self, info.name) for info in STATES}
 
 
 def parse_counts(reply: Sequence[Any]) -> Counts:
-    """The reply of the counts script."""
-    w, d, a, c, x, p, k, n = (int(v) for v in reply)
-    return Counts(w, d, a, c, x, bool(p), k, n)
+    """The reply of the counts script: name/value pairs."""
+    values = {name.decode() if isinstance(name, bytes) else name: int(value)
+              for name, value in zip(reply[::2], reply[1::2], strict=True)}  # fmt: skip
+    return Counts(
+        **{info.name: values[info.name] for info in STATES},
+        paused=bool(values["paused"]),
+        workers=values["workers"],
+    )
 
 
 def counts(keys: QueueKeys) -> Op[Counts]:

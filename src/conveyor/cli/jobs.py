@@ -15,21 +15,14 @@ from conveyor.cli.common import connect, json_option, queue_argument, url_option
 from conveyor.cli.render import echo_json, job_error, timestamp
 from conveyor.display import ago, job_builtins
 from conveyor.job import Job, JobState
+from conveyor.states import STATE_INFO
 from conveyor.stored import describe
 
 __all__ = ["job", "jobs"]
 
-_STATE_STYLE = {
-    JobState.WAITING: "cyan",
-    JobState.DELAYED: "blue",
-    JobState.ACTIVE: "yellow",
-    JobState.COMPLETED: "green",
-    JobState.DEAD: "red",
-}
-
 
 def _style(state: JobState) -> str:
-    return _STATE_STYLE.get(state, "magenta")
+    return STATE_INFO[state].style
 
 
 @click.command()

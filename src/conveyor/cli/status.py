@@ -19,17 +19,16 @@ from conveyor.cli.common import connect, json_option, queue_argument, url_option
 from conveyor.cli.render import echo_json
 from conveyor.display import duration
 from conveyor.health import ServerSafety, server_safety
-from conveyor.job import JobState
 from conveyor.metrics import QueueMetrics
+from conveyor.states import STATES
 from conveyor.transport import SyncTransport
 
 __all__ = ["status"]
 
 #: The states counted per queue, in lifecycle order.
-_STATES = [s.value for s in JobState]
+_STATES = [info.name for info in STATES]
 #: The states the compact table (for narrow terminals) shows: what is still to be done.
-_COMPACT_STATES = [JobState.WAITING.value, JobState.DELAYED.value, JobState.ACTIVE.value,
-                   JobState.DEAD.value]  # fmt: skip
+_COMPACT_STATES = [info.name for info in STATES if info.outstanding]
 
 
 @click.command()

@@ -15,14 +15,13 @@ from conveyor.events import Event, parse_event
 from conveyor.job import Job, JobState
 from conveyor.keys import QUEUE_REGISTRY, QueueKeys, logical_name
 from conveyor.ops import Call, Command, Op
+from conveyor.states import STATE_INFO
 
 #: Entries a name-filtered page looks at, at most, before handing back a cursor.
 NAME_SCAN = 2000
 _CHUNK = 500
 #: Newest events of a queue read to build one job's timeline.
 EVENTS_SCAN = 2000
-#: States listed in the order their jobs will run or expire; finished states list newest first.
-PENDING = (JobState.WAITING, JobState.DELAYED, JobState.ACTIVE)
 #: In a partitioned queue's cursor, a partition with nothing more to list.
 _DONE = "-"
 
@@ -110,7 +109,7 @@ def _scan_named(
 ) -> Op[_Found]:
     """Up to ``limit`` ids of jobs named ``name``, looking at no more than ``budget``."""
     wanted = name.encode()
-    order = "ZRANGE" if state in PENDING else "ZREVRANGE"
+    order = "ZREVRANGE" if STATE_INFO[state].newest_first else "ZRANGE"
     chunk = min(_CHUNK, budget)
     matched: list[tuple[int, str]] = []
     position = cursor
@@ -132,7 +131,7 @@ def _scan_named(
 
 def _scan(keys: QueueKeys, state: JobState, cursor: int, limit: int) -> Op[_Found]:
     """The ids of the ``limit`` jobs from position ``cursor`` (one ranged read)."""
-    order = "ZRANGE" if state in PENDING else "ZREVRANGE"
+    order = "ZREVRANGE" if STATE_INFO[state].newest_first else "ZRANGE"
     (ids,) = yield [Command((order, keys.key(state.value), cursor, cursor + limit - 1))]
     found = [(cursor + i, raw.decode()) for i, raw in enumerate(ids)]
     return _Found(found, cursor + len(ids) if len(ids) == limit else None, len(ids))

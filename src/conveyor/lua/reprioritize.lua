@@ -7,14 +7,13 @@ RETURNS: 1; error CONVEYOR_STATE if the job is not waiting/delayed, 0 if no such
 ]]
 -- @include time
 -- @include events
+-- @include queued
 -- @include waiting
 -- @include fields
 local job = job_key .. id
-local state = redis.call('HGET', job, 'state')
+local state, refused = queued_state(id)
+if refused then return refused end
 if not state then return 0 end
-if state ~= 'waiting' and state ~= 'delayed' then
-  return redis.error_reply('CONVEYOR_STATE job ' .. id .. ' is ' .. state)
-end
 -- A malformed stored band is mended: the job keeps its place under its new priority.
 local old_band = whole(redis.call('HGET', job, 'band')) or band
 if state == 'waiting' then
