@@ -164,6 +164,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "recover_stalled": lambda: calls.recover_stalled(KEYS, OPTIONS, 10, "w1", "w1.2", 30_000),
     "enqueue": lambda: _first_call(ops.enqueue_many(KEYS, [JobSpec("send", 1)], OPTIONS)),
     "counts": lambda: _first_call(ops.counts(KEYS)),
+    "get_job": lambda: ops.read_job(KEYS, "j1"),
     "list_jobs": lambda: _first_call(ops.list_jobs(KEYS, JobState.DELAYED, 10, 20)),
     "remove": lambda: _first_call(ops.remove(KEYS, "j1", OPTIONS)),
     "cancel": lambda: _first_call(ops.cancel(KEYS, OPTIONS, "j1")),

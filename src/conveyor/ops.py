@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import os
 import secrets
 import time
@@ -28,11 +29,12 @@ from conveyor.errors import (
     QueueBusyError,
 )
 from conveyor.job import Durability, Job, JobState, job_from_hash
-from conveyor.keys import QUEUE_REGISTRY, QueueKeys, validate_queue_name
+from conveyor.keys import PARTITIONS, QUEUE_REGISTRY, QueueKeys, logical_name, validate_queue_name
 from conveyor.lua import Script, script
 from conveyor.retry import Backoff, Exponential, Fixed, Immediate, backoff_from_json
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,11 +390,14 @@ def enqueue_many(
     jobs: Iterable[JobSpec | tuple[str, Any]],
     options: QueueOptions,
     durable: Durable | None = None,
+    partitions: int = 1,
 ) -> Op[list[Job]]:
     """Enqueue jobs in one round trip; an id that exists already returns the stored job.
 
     ``jobs`` are :class:`JobSpec` objects or ``(name, payload)`` pairs. Every job is
-    checked and encoded before anything is sent, so bad input writes nothing.
+    checked and encoded before anything is sent, so bad input writes nothing. When these
+    are the queue's first jobs (ever, or since it was obliterated), a second round trip
+    registers the queue again, with its ``partitions`` when ``keys`` is one of several.
     """
     if durable is not None and not isinstance(durable, Durable):
         raise ValueError(f"durable must be a Durable(...), not {durable!r}")
@@ -411,7 +416,9 @@ def enqueue_many(
             calls.append(Command(("WAIT", durable.replicas, timeout_ms), error_ok=True))
     replies = yield calls
     durability = _durability(replies[1], durable) if durable is not None else None
-    codes, *others = replies[0]
+    codes, fresh, *others = replies[0]
+    if fresh:
+        yield from register_again(keys.queue, partitions)
     found = iter(others)
     jobs_out: list[Job] = []
     existing: list[str] = []
@@ -463,10 +470,20 @@ def _durability(reply: Any, durable: Durable) -> Durability:
     return got
 
 
+def read_job(keys: QueueKeys, job_id: str) -> ScriptCall:
+    """The call that reads one job for a reader: nothing once it is past its retention."""
+    return call("get_job", keys, id=job_id)
+
+
+def job_read(queue: str, reply: Sequence[bytes], job_id: str | None = None) -> Job | None:
+    """The job a :func:`read_job` call replied with (``job_id``: the id asked), or ``None``."""
+    return job_from_hash(queue, _pairs(reply), job_id=job_id) if reply else None
+
+
 def get_job(keys: QueueKeys, job_id: str) -> Op[Job | None]:
-    """Read one job, or ``None`` if it does not exist."""
-    (fields,) = yield [Command(("HGETALL", keys.job(job_id)))]
-    return job_from_hash(keys.queue, fields, job_id=job_id) if fields else None
+    """Read one job, or ``None`` if it does not exist (or is past its retention)."""
+    (reply,) = yield [read_job(keys, job_id)]
+    return job_read(keys.queue, reply, job_id)
 
 
 class Counts(msgspec.Struct, frozen=True):
@@ -660,6 +677,41 @@ def forget_queue(name: str) -> Op[None]:
 def register_queue(name: str) -> Op[None]:
     """Record the queue's name so ``conveyor status`` can list every queue."""
     yield [Command(("SADD", QUEUE_REGISTRY, name))]
+
+
+def register_again(queue: str, partitions: int) -> Op[None]:
+    """Record a queue (and, when ``partitions > 1``, its partition count) that a script found
+    unmarked: new, or obliterated while a producer still held it; then mark it registered.
+    A count recorded since by someone else is kept (the count is fixed once recorded)."""
+    name = logical_name(queue)
+    if partitions == 1 or name == queue:
+        yield [Command(("SADD", QUEUE_REGISTRY, name))]
+    else:
+        yield from _record_partitions(name, partitions)
+    yield [Command(("HSET", QueueKeys(queue).key("meta"), "registered", 1))]
+
+
+def _record_partitions(name: str, partitions: int) -> Op[None]:
+    _, count = yield [Command(("SADD", QUEUE_REGISTRY, name)), Command(("HGET", PARTITIONS, name))]
+    if count is None:  # written only when missing: an ACL producer may only read the count
+        # (The HGET also makes this a pipeline, where an error reply comes back as a value.)
+        written, count = yield [
+            Command(("HSETNX", PARTITIONS, name, partitions), error_ok=True),
+            Command(("HGET", PARTITIONS, name)),
+        ]
+        if isinstance(written, Exception):
+            raise ConveyorError(
+                f"the jobs were enqueued, but queue {name!r} had lost its partition count "
+                f"(it was obliterated) and this user may not record it again ({written}); "
+                f"declare the queue again with partitions={partitions} as a user who may "
+                f"write {PARTITIONS}"
+            )
+    if count is not None and int(count) != partitions:
+        log.warning(
+            "queue %r was declared again with %s partitions while this producer uses %d: "
+            "open the queue again (a new Queue object) to use the new partitions",
+            name, int(count), partitions,
+        )  # fmt: skip
 
 
 def known_queues() -> Op[list[str]]:

@@ -198,7 +198,7 @@ def enqueue(
     for position, spec in enumerate(specs):
         chosen.setdefault(spreader.choose(spec), []).append(position)
     partial = yield from gather(
-        [ops.enqueue_many(parts[p], [specs[i] for i in at], options, durable)
+        [ops.enqueue_many(parts[p], [specs[i] for i in at], options, durable, len(parts))
          for p, at in chosen.items()]
     )  # fmt: skip
     placed: list[Job | None] = [None] * len(specs)

@@ -12,7 +12,8 @@ from rich.text import Text
 
 from conveyor import partitions
 from conveyor.cli.common import connect, json_option, queue_argument, url_option
-from conveyor.cli.render import age, echo_json, job_builtins, job_error, timestamp
+from conveyor.cli.render import echo_json, job_error, timestamp
+from conveyor.display import ago, job_builtins
 from conveyor.job import Job, JobState
 from conveyor.stored import describe
 
@@ -76,7 +77,7 @@ def _jobs_text(found: list[Job]) -> Text:
     """Aligned columns, one line per job, and the error of a failed job on a line below."""
     rows = [
         (item.id, item.name, item.state.value, f"{item.attempt}/{item.max_attempts}",
-         age(item.created_at))
+         ago(item.created_at))
         for item in found
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in [_COLUMNS, *rows]) for i in range(len(_COLUMNS))]

@@ -369,6 +369,8 @@ class _Session:
         self.started_at = time.time()
         self.tasks: set[asyncio.Task[None]] = set()
         self.stopping = asyncio.Event()
+        #: Set once the session handed back what it held: a late handler settles nothing.
+        self.closed = False
         self._outage_pause = 0.1
         self._recoveries = 0
 
@@ -446,6 +448,9 @@ class _Session:
                 return
             if not outcome.slot_freed:  # else given back at its timeout
                 self.slots.give()
+            if self.closed:  # it ignored the shutdown; its job was handed back meanwhile
+                log.warning("job %s returned after the worker stopped; not recorded", claim.id)
+                return
             await self._settle(claim, outcome)
         finally:
             # Here rather than in a done callback: one callback less on the loop per job.
@@ -660,6 +665,7 @@ class _Session:
                 waiter.cancel()
                 pending.discard(waiter)
         await self._cancel_jobs()
+        self.closed = True
         if self.processes is not None:  # before the hand-back: no child still runs a job
             await self.processes.close()
         await self.reporter.flush()

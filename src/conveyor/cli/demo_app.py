@@ -1,4 +1,4 @@
-"""The demo: a small web app's background jobs flowing, retrying and dying, shown live.
+"""The workload behind ``conveyor demo``: a small web app's jobs flowing, retrying and dying.
 
 Two workers in this process serve a fresh ``demo-<random>`` queue: welcome emails (async),
 thumbnails (sync, CPU-bound), webhooks that fail once then succeed, and three jobs that end
