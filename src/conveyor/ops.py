@@ -73,9 +73,12 @@ def _bound(name: str, keys: QueueKeys) -> tuple[Script, tuple[str, ...]]:
     return lua, tuple(lua.keys_for(keys))
 
 
-def call(name: str, keys: QueueKeys, *args: Any) -> ScriptCall:
-    """A call of the script ``name`` on the keys of one queue."""
-    return ScriptCall(*_bound(name, keys), args)
+def call(name: str, keys: QueueKeys, /, **argv: Any) -> ScriptCall:
+    """A call of the script ``name`` on the keys of one queue, its ARGV given by the names
+    its header declares (``TypeError`` if one is missing or unknown: see
+    :meth:`conveyor.lua.Script.arguments`)."""
+    lua, bound = _bound(name, keys)
+    return ScriptCall(lua, bound, lua.arguments(argv))
 
 
 def translate_error(exc: ResponseError) -> Exception:
@@ -403,7 +406,9 @@ def enqueue_many(
     batches, drafts = _encode_jobs(jobs, options, now)
     if not drafts:
         return []
-    calls: list[Call] = [call("enqueue", keys, options.events_maxlen, *batches)]
+    calls: list[Call] = [
+        call("enqueue", keys, events_maxlen=options.events_maxlen, batches=batches)
+    ]
     if durable is not None:
         timeout_ms = _ms(durable.timeout)
         if durable.aof_local:
@@ -468,7 +473,7 @@ def _durability(reply: Any, durable: Durable) -> Durability:
 
 def read_job(keys: QueueKeys, job_id: str) -> ScriptCall:
     """The call that reads one job for a reader: nothing once it is past its retention."""
-    return call("get_job", keys, job_id)
+    return call("get_job", keys, id=job_id)
 
 
 def job_read(queue: str, reply: Sequence[bytes], job_id: str | None = None) -> Job | None:
@@ -521,7 +526,9 @@ def list_jobs(keys: QueueKeys, state: JobState, offset: int = 0, limit: int = 50
     """One page of jobs in ``state`` (finished states newest first)."""
     if limit < 1 or offset < 0:
         raise ValueError("offset must be >= 0 and limit >= 1")
-    (reply,) = yield [call("list_jobs", keys, JobState(state).value, offset, limit)]
+    (reply,) = yield [
+        call("list_jobs", keys, state=JobState(state).value, offset=offset, limit=limit)
+    ]
     return [job_from_hash(keys.queue, _pairs(flat), state=JobState(state)) for flat in reply]
 
 
@@ -531,28 +538,43 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 
 def remove(keys: QueueKeys, job_id: str, options: QueueOptions) -> Op[bool]:
     """Delete a job that is not active; ``False`` if there was no such job."""
-    (reply,) = yield [call("remove", keys, options.events_maxlen, job_id)]
+    (reply,) = yield [call("remove", keys, events_maxlen=options.events_maxlen, id=job_id)]
     return bool(reply)
 
 
 def cancel(keys: QueueKeys, options: QueueOptions, job_id: str) -> Op[str | None]:
     """Cancel a job: 'cancelled', 'requested' (it is running), a finished state, or None."""
     keep = round(options.completed_keep_age * 1000)
-    (reply,) = yield [call("cancel", keys, options.events_maxlen, keep, job_id)]
+    (reply,) = yield [
+        call("cancel", keys, events_maxlen=options.events_maxlen, keep_ms=keep, id=job_id)
+    ]
     return reply.decode() if reply else None
 
 
 def set_priority(keys: QueueKeys, options: QueueOptions, job_id: str, priority: int) -> Op[bool]:
     """Change the priority of a waiting or delayed job; ``False`` if there is no such job."""
     band = priority_band(priority)  # checks it: an integer in PRIORITY_MIN..PRIORITY_MAX
-    (reply,) = yield [call("reprioritize", keys, options.events_maxlen, job_id, band, priority)]
+    (reply,) = yield [
+        call(
+            "reprioritize",
+            keys,
+            events_maxlen=options.events_maxlen,
+            id=job_id,
+            band=band,
+            priority=priority,
+        )
+    ]
     return bool(reply)
 
 
 def reschedule(keys: QueueKeys, options: QueueOptions, job_id: str, delay: float) -> Op[bool]:
     """Make a waiting or delayed job due ``delay`` seconds from now (0: run it now)."""
     validate.seconds(delay, "delay")
-    (reply,) = yield [call("reschedule", keys, options.events_maxlen, job_id, _ms(delay))]
+    (reply,) = yield [
+        call(
+            "reschedule", keys, events_maxlen=options.events_maxlen, id=job_id, delay_ms=_ms(delay)
+        )
+    ]
     return bool(reply)
 
 
@@ -628,19 +650,19 @@ def get_limits(keys: QueueKeys) -> Op[Limits]:
 
 def pause(keys: QueueKeys, options: QueueOptions) -> Op[None]:
     """Stop workers from starting jobs of this queue."""
-    yield [call("pause", keys, options.events_maxlen)]
+    yield [call("pause", keys, events_maxlen=options.events_maxlen)]
 
 
 def resume(keys: QueueKeys, options: QueueOptions) -> Op[None]:
     """Let workers start jobs of this queue again."""
-    yield [call("resume", keys, options.events_maxlen)]
+    yield [call("resume", keys, events_maxlen=options.events_maxlen)]
 
 
 def drain(keys: QueueKeys, options: QueueOptions, batch: int = 1000) -> Op[int]:
     """Remove every waiting and delayed job, in bounded batches; returns how many."""
     total = 0
     while True:
-        (removed,) = yield [call("drain", keys, options.events_maxlen, batch)]
+        (removed,) = yield [call("drain", keys, events_maxlen=options.events_maxlen, batch=batch)]
         total += int(removed)
         if not removed:
             return total
@@ -649,7 +671,7 @@ def drain(keys: QueueKeys, options: QueueOptions, batch: int = 1000) -> Op[int]:
 def obliterate(keys: QueueKeys, force: bool = False, batch: int = 1000) -> Op[None]:
     """Delete the whole queue; refuse while jobs are active unless ``force``."""
     while True:
-        (more,) = yield [call("obliterate", keys, int(force), batch)]
+        (more,) = yield [call("obliterate", keys, force=int(force), batch=batch)]
         if not more:
             return (yield from forget_queue(keys.queue))
 

@@ -1,7 +1,7 @@
 --[[
 complete: acknowledge finished jobs; a job whose lock token no longer matches is refused.
 KEYS: meta active completed events metrics marker group_active job
-ARGV: #events_maxlen #keep_count #keep_age_ms #metrics_ttl_ms ...jobs
+ARGV: #events_maxlen #keep_count #keep_age_ms #metrics_ttl_ms ...jobs*4
   jobs: 4 values per job: id token result (JSON) duration_bucket. A job's own options may
   say keep_ms. Completions are counted in the per-minute metrics.
 RETURNS: {ids refused because the worker no longer held their lock, ids of those whose

@@ -1,7 +1,7 @@
 --[[
 reprioritize: change the priority of a waiting or delayed job; a waiting job keeps its
 place among the jobs of its new priority that were enqueued at the same time.
-KEYS: meta waiting delayed events groups group_waiting job
+KEYS: meta waiting events groups group_waiting job
 ARGV: #events_maxlen id #band #priority
 RETURNS: 1; error CONVEYOR_STATE if the job is not waiting/delayed, 0 if no such job
 ]]
