@@ -45,17 +45,22 @@ def missing(thing: str) -> NoReturn:
     pytest.skip(thing)
 
 
+CLUSTER_MODE = os.environ.get("CONVEYOR_TEST_CLUSTER") == "1"
+
+
 @pytest.fixture(scope="session")
 def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded.ServerInfo]:
-    """A real Valkey server (AOF on) for the test session; its URL is also CONVEYOR_URL."""
+    """A real Valkey server (AOF on) for the test session; its URL is also CONVEYOR_URL,
+    except in cluster mode, where CONVEYOR_URL names the cluster (a test may still ask for
+    this server by name)."""
     data_dir: Path = tmp_path_factory.mktemp("valkey")
     info = embedded.ensure_server(data_dir)
-    os.environ[conveyor.defaults.URL_ENV] = info.url
+    if not CLUSTER_MODE:
+        os.environ[conveyor.defaults.URL_ENV] = info.url
     yield info
     embedded.stop_server(data_dir)
 
 
-CLUSTER_MODE = os.environ.get("CONVEYOR_TEST_CLUSTER") == "1"
 #: Skipped in cluster mode (node id prefix: reason). Tests using a ``private_server`` of
 #: their own are skipped too: they never touch the cluster.
 SINGLE_SERVER_ONLY = {
