@@ -24,7 +24,7 @@ from conveyor.transport import AsyncTransport
 from conveyor.worker import calls
 from conveyor.worker.calls import Claim
 from conveyor.worker.handlers import Handler
-from conveyor.worker.runner import Outcome
+from conveyor.worker.outcome import Outcome
 
 log = logging.getLogger("conveyor.worker")
 

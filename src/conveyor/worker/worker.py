@@ -41,9 +41,10 @@ from conveyor.worker.fetcher import Fetcher, InFlight
 from conveyor.worker.handlers import Handler, HandlerFunction, check_process_handler, make_handler
 from conveyor.worker.locks import LockKeeper
 from conveyor.worker.options import WorkerOptions
+from conveyor.worker.outcome import Outcome
 from conveyor.worker.processes import ProcessPool
 from conveyor.worker.reporter import Reporter
-from conveyor.worker.runner import Outcome, Runner, invalid_job
+from conveyor.worker.runner import Runner, invalid_job
 from conveyor.worker.settler import Settler
 from conveyor.worker.slots import Slots
 from conveyor.worker.threads import HandlerThreads
