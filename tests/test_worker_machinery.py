@@ -162,6 +162,7 @@ def test_the_worker_modules_read_no_private_fields_of_other_objects() -> None:
 
 def test_held_locks_let_go_only_of_the_attempt_still_held() -> None:
     from conveyor.worker.held import HeldLocks
+    from conveyor.worker.settler import Done
 
     held = HeldLocks(["q", "r"])
     held.take("q", "a", "t1")
@@ -174,6 +175,10 @@ def test_held_locks_let_go_only_of_the_attempt_still_held() -> None:
     assert not held.let_go("q", "a", "t1")  # once
     assert snapshot["q"] == {"a": "t1", "b": "t2"}  # a copy, untouched by later changes
     assert held.snapshot() == {"q": {"b": "t2"}, "r": {}}
+    held.take("q", "c", "t3")
+    held.let_go_all("q", [Done("b", "t2", b"", 0), Done("c", "t0", b"", 0)])  # c: older
+    held.let_go_all("other", [Done("c", "t3", b"", 0)])
+    assert held.snapshot() == {"q": {"c": "t3"}, "r": {}}
 
 
 def test_held_locks_can_be_snapshot_from_a_thread_while_the_loop_changes_them() -> None:

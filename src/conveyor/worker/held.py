@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import Protocol
 
 #: The start of the message for a job whose record vanished under its lock (``%s``: the id).
 MISSING = (
     "job %s no longer exists on the server (its data was lost, e.g. by a restart without "
     "persistence, or the queue was obliterated)"
 )
+
+
+class Held(Protocol):
+    """One attempt's lock: a :class:`~.calls.Claim`, or a completion waiting to be sent."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def token(self) -> str: ...
 
 
 class HeldLocks:
@@ -41,6 +52,16 @@ class HeldLocks:
                 return False
             del held[job_id]
             return True
+
+    def let_go_all(self, queue: str, attempts: Iterable[Held]) -> None:
+        """:meth:`let_go` of each attempt (settled together), under one acquisition."""
+        with self._lock:
+            held = self._held.get(queue)
+            if held is None:
+                return
+            for attempt in attempts:
+                if held.get(attempt.id) == attempt.token:
+                    del held[attempt.id]
 
     def snapshot(self) -> dict[str, dict[str, str]]:
         """A copy of every queue's locks (job id → token), for one renewal or hand-back."""

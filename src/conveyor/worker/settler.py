@@ -106,9 +106,7 @@ class Settler:
                 await self._acknowledge(queue, done)
 
     async def _acknowledge(self, queue: str, done: list[Done]) -> None:
-        held = self.shared.held
-        for job in done:
-            held.let_go(queue, job.id, job.token)
+        self.shared.held.let_go_all(queue, done)
         try:
             call = calls.complete(
                 self.shared.queues[queue], self.shared.queue_options,
