@@ -179,3 +179,36 @@ class RunningWorker:
         self.worker.stop()
         assert self.task is not None
         await asyncio.wait_for(self.task, 30)
+
+
+class Face:
+    """Calls the async or the sync face the same way, so each test checks both."""
+
+    def __init__(self, queue: conveyor.Queue | conveyor.SyncQueue) -> None:
+        self.queue = queue
+        self.name = queue.name
+
+    def __getattr__(self, method: str) -> Any:
+        target = getattr(self.queue, method)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            result = target(*args, **kwargs)
+            if isinstance(self.queue, conveyor.Queue):
+                result = await result
+            return result
+
+        return call
+
+
+@pytest.fixture(params=["async", "sync"])
+async def face(
+    request: pytest.FixtureRequest, server_url: str, queue_name: str
+) -> AsyncIterator[Face]:
+    queue: conveyor.Queue | conveyor.SyncQueue
+    if request.param == "async":
+        queue = conveyor.Queue(queue_name, url=server_url)
+    else:
+        queue = conveyor.SyncQueue(queue_name, url=server_url)
+    yield Face(queue)
+    await Face(queue).obliterate(force=True)
+    await Face(queue).close()

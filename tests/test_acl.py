@@ -218,6 +218,23 @@ def test_partitioned_queues_work_under_the_rules(server: ServerProcess, queue_na
         assert board.get_job(jobs[0].id) is not None
 
 
+def test_a_producer_says_so_when_it_may_not_record_partitions_again(
+    server: ServerProcess, queue_name: str
+) -> None:
+    operator = conveyor.SyncQueue(queue_name, url=url_for(server, "conveyor-worker"), partitions=2)
+    with operator, conveyor.SyncQueue(queue_name, url=url_for(server, "conveyor-producer")) as q:
+        operator.counts()  # declares the partitions
+        q.enqueue("ok", 1)
+        operator.obliterate()
+        with pytest.raises(conveyor.ConveyorError, match="declare the queue again"):
+            q.enqueue("ok", 2, partition_key="k")
+        # The refused producer left the partition unmarked: the operator's enqueue into the
+        # same partition records the count again, then the producer's enqueues work.
+        operator.enqueue("ok", 3, partition_key="k")
+        q.enqueue_many([("ok", 4), ("ok", 5)])
+        assert operator.counts().waiting == 4
+
+
 async def test_a_producer_cannot_start_a_worker(server: ServerProcess, queue_name: str) -> None:
     worker = conveyor.Worker(queue_name, url=url_for(server, "conveyor-producer"),
                              options=WORKER_TEST_OPTIONS)  # fmt: skip

@@ -199,8 +199,9 @@ async def test_a_whole_cluster_restart_fails_fast_then_everyone_recovers(
             ran.append(payload)
 
         async with conveyor.Queue(queue_name, url=cluster.url) as queue, RunningWorker(worker):
-            await queue.enqueue("add", 1)
-            await wait_for(lambda: ran == [1])
+            first = await queue.enqueue("add", 1)
+            await queue.result(first.id, timeout=30)  # acknowledged: it cannot run again
+            assert ran == [1]
             cluster.stop()
             started = time.monotonic()
             with pytest.raises(conveyor.ServerUnavailable, match="redis\\+cluster://"):

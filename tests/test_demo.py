@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from conveyor import SyncQueue, demo, ops
-from conveyor.cli import main
+from conveyor import SyncQueue, ops
+from conveyor.cli import demo_app, main
 from conveyor.connection import sync_client
 from conveyor.transport import SyncTransport
 
@@ -21,7 +21,7 @@ DEAD_REASONS = {"attempts_exhausted", "permanent_error", "unknown_job"}
 
 @pytest.mark.parametrize("jobs", [6, 40, 101])
 def test_workload_has_every_kind_of_job(jobs: int) -> None:
-    specs = demo.workload(jobs)
+    specs = demo_app.workload(jobs)
     names = Counter(spec.name for spec in specs)
     assert len(specs) == jobs
     assert names["import_contacts"] == names["charge_card"] == names["send_sms"] == 1
@@ -30,14 +30,14 @@ def test_workload_has_every_kind_of_job(jobs: int) -> None:
 
 async def test_demo_run_completes_retries_and_buries(server_url: str) -> None:
     out = io.StringIO()
-    summary = await demo.run_demo(12, 2, url=server_url, console=Console(file=out, width=100))
+    summary = await demo_app.run_demo(12, 2, url=server_url, console=Console(file=out, width=100))
 
     assert summary.finished
     assert summary.total == 12
-    assert summary.completed == 12 - demo.DEAD_BY_DESIGN
+    assert summary.completed == 12 - demo_app.DEAD_BY_DESIGN
     assert summary.recovered >= 1  # the webhooks that failed once
     assert summary.retried == summary.recovered + 1  # and the poison job
-    assert len(summary.dead) == demo.DEAD_BY_DESIGN
+    assert len(summary.dead) == demo_app.DEAD_BY_DESIGN
     assert {job.reason for job in summary.dead} == DEAD_REASONS
     assert summary.seconds < 15
     assert "finished" in out.getvalue()

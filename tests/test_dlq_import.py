@@ -192,7 +192,7 @@ async def test_an_import_is_written_in_atomic_batches_per_partition(
         assert await source.dead_letters.export(backup) == 10
         monkeypatch.setattr(dlq_ops, "BATCH", 2)
         jobs = dlq_records.read_file(backup, target.options)
-        batches = conveyor.partitions.import_batches(await target._parts(), jobs)
+        batches = conveyor.partitions.import_batches(await target.connected_parts(), jobs)
         assert all(len(batch) <= 2 for _, batch in batches)
         assert sum(len(batch) for _, batch in batches) == 10
         assert await target.dead_letters.import_(backup) == 10

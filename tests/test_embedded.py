@@ -5,9 +5,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
+import stat
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +20,9 @@ import pytest
 import redis
 from click.testing import CliRunner
 
-from conveyor import embedded
+from conveyor import connection, embedded
 from conveyor.cli.server import server
+from conveyor.defaults import DATA_DIR_ENV, URL_ENV
 from conveyor.embedded import (
     ServerInfo,
     ensure_server,
@@ -175,3 +181,119 @@ def test_cli_start_status_stop(data_dir: Path) -> None:
     after = runner.invoke(server, ["status", "--json", *args])
     assert after.exit_code == 1
     assert json.loads(after.output)["running"] is False
+
+
+# -- a data folder is private to its user ---------------------------------------------------
+
+NOBODY = 65534
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason="giving a folder to another user (chown, setpriv) needs root"
+)
+
+
+@contextlib.contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_a_server_keeps_its_files_private_in_a_folder_made_0755(data_dir: Path) -> None:
+    with _umask(0o022):  # the usual default: files 0644, folders 0755
+        data_dir.mkdir()
+        info = ensure_server(data_dir)
+    with _client(info) as client:
+        client.set("conveyor-test:secret", "s3cret")
+        assert client.bgrewriteaof()
+
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700  # tightened
+    entries = [data_dir, *data_dir.rglob("*")]
+    assert {p.name for p in entries} >= {"valkey.pid", "valkey.log", "valkey.sock", "appendonlydir"}
+    shared = {str(p): oct(stat.S_IMODE(p.lstat().st_mode)) for p in entries
+              if p.lstat().st_mode & 0o077}  # fmt: skip
+    assert shared == {}
+
+
+def test_a_data_folder_others_can_write_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o775)
+
+    with pytest.raises(embedded.EmbeddedServerError, match="group or others can write"):
+        ensure_server(folder)
+    done = CliRunner().invoke(server, ["start", "--data-dir", str(folder)])
+
+    assert done.exit_code == 1
+    assert done.output.count("\n") == 1 and f"chmod go-w {folder}" in done.output
+    assert list(folder.iterdir()) == []  # nothing started, nothing written
+
+
+@needs_root
+def test_a_data_folder_of_another_user_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "theirs"
+    folder.mkdir(mode=0o700)
+    os.chown(folder, NOBODY, NOBODY)
+
+    with pytest.raises(embedded.EmbeddedServerError, match=f"belongs to .*uid {NOBODY}"):
+        ensure_server(folder)
+    for command in ("start", "status", "stop"):
+        done = CliRunner().invoke(server, [command, "--data-dir", str(folder)])
+        assert done.exit_code == 1 and "not to you" in done.output, (command, done.output)
+    assert list(folder.iterdir()) == []
+
+
+@needs_root
+@pytest.mark.parametrize("planted", ["valkey.sock", "valkey.pid"])
+def test_a_socket_or_pid_file_of_another_user_is_refused(tmp_path: Path, planted: str) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir(mode=0o700)
+    path = folder / planted
+    if planted.endswith(".sock"):
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(str(path))
+    else:
+        path.write_text("1\n")
+    os.chown(path, NOBODY, NOBODY)
+
+    with pytest.raises(embedded.EmbeddedServerError, match=f"refusing {path}: it belongs"):
+        ensure_server(folder)
+    assert not (folder / "valkey.log").exists()  # no server was started
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is missing")
+def test_a_server_another_user_started_is_not_taken_for_ours(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    top = Path(tempfile.mkdtemp(prefix="conveyor-other-"))
+    top.chmod(0o755)  # so that the other user can reach its folder
+    folder = top / "data"
+    folder.mkdir()
+    os.chown(folder, NOBODY, NOBODY)
+    sock = folder / "valkey.sock"
+    executable = embedded._executable()
+    try:
+        subprocess.run(
+            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
+             executable, "--daemonize", "yes", "--dir", str(folder), "--port", "0",
+             "--unixsocket", str(sock), "--unixsocketperm", "777",
+             "--pidfile", str(folder / "valkey.pid"), "--logfile", str(folder / "valkey.log"),
+             "--save", "", "--appendonly", "yes"],
+            check=True, timeout=20,
+        )  # fmt: skip
+        assert embedded._poll(lambda: embedded._answers_ping(sock), time.monotonic() + 20)
+
+        done = CliRunner().invoke(server, ["start", "--data-dir", str(folder)])
+
+        assert done.exit_code == 1, done.output
+        assert "belongs to" in done.output and "running" not in done.output
+        monkeypatch.delenv(URL_ENV, raising=False)  # a producer with no URL: the embedded server
+        monkeypatch.setenv(DATA_DIR_ENV, str(folder))
+        with pytest.raises(embedded.EmbeddedServerError, match="not to you"):
+            connection.resolve_url()
+    finally:
+        with contextlib.suppress(redis.RedisError, OSError), embedded._client(sock) as client:
+            client.shutdown(nosave=True)
+        shutil.rmtree(top, ignore_errors=True)

@@ -4,47 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 import redis
 
 import conveyor
 from conveyor import JobSpec, JobState
-
-
-class Face:
-    """Calls the async or the sync face the same way, so each test checks both."""
-
-    def __init__(self, queue: conveyor.Queue | conveyor.SyncQueue) -> None:
-        self.queue = queue
-        self.name = queue.name
-
-    def __getattr__(self, method: str) -> Any:
-        target = getattr(self.queue, method)
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            result = target(*args, **kwargs)
-            if isinstance(self.queue, conveyor.Queue):
-                result = await result
-            return result
-
-        return call
-
-
-@pytest.fixture(params=["async", "sync"])
-async def face(
-    request: pytest.FixtureRequest, server_url: str, queue_name: str
-) -> AsyncIterator[Face]:
-    queue: conveyor.Queue | conveyor.SyncQueue
-    if request.param == "async":
-        queue = conveyor.Queue(queue_name, url=server_url)
-    else:
-        queue = conveyor.SyncQueue(queue_name, url=server_url)
-    yield Face(queue)
-    await Face(queue).obliterate(force=True)
-    await Face(queue).close()
+from tests.conftest import Face
 
 
 async def test_enqueue_stores_the_job_and_its_options(face: Face) -> None:

@@ -130,7 +130,7 @@ async def test_the_python_examples_run_in_order(private_server: ServerProcess) -
     async with conveyor.Queue("emails") as emails, conveyor.Queue("orders") as orders:
         assert namespace["value"] == "sent to eve@example.com"
         assert (await orders.counts()).completed == 2
-        assert len(await orders._parts()) == 8  # the 8 partitions it declared
+        assert len(await orders.connected_parts()) == 8  # the 8 partitions it declared
         schedules = [entry.schedule.id for entry in await emails.schedules()]
         assert schedules == ["digest"]
 

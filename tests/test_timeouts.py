@@ -304,8 +304,7 @@ async def test_a_handler_that_ignores_the_shutdown_does_not_hold_its_job(
 ) -> None:  # fmt: skip
     monkeypatch.setattr(conveyor.defaults, "SHUTDOWN_CANCEL_WAIT", 0.5)
     worker = make_worker(queue, server_url, shutdown_grace=0.2)
-    started = asyncio.Event()
-    release = asyncio.Event()
+    started, release, returned = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     @worker.handler(timeout=60)
     async def deaf(ctx: JobContext, payload: None) -> None:
@@ -313,6 +312,7 @@ async def test_a_handler_that_ignores_the_shutdown_does_not_hold_its_job(
         while not release.is_set():  # swallows every cancellation until the test is done
             with contextlib.suppress(asyncio.CancelledError):
                 await release.wait()
+        returned.set()
 
     serving = asyncio.create_task(worker.serve())
     job = await queue.enqueue("deaf", None)
@@ -327,3 +327,8 @@ async def test_a_handler_that_ignores_the_shutdown_does_not_hold_its_job(
     finally:
         release.set()
         await asyncio.wait_for(serving, 30)
+    await asyncio.wait_for(returned.wait(), 30)
+    # The late return records nothing: its job was handed back.
+    await wait_for(lambda: "returned after the worker stopped" in caplog.text)
+    after = await queue.get_job(job.id)
+    assert after is not None and after.state is JobState.WAITING and after.attempt == 0

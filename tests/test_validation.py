@@ -14,7 +14,7 @@ import decimal
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -43,28 +43,13 @@ from conveyor.job import AttemptCause
 from conveyor.keys import QueueKeys, validate_queue_name
 from conveyor.retry import Failure, backoff_from_json, decide
 from tests.cli_runner import invoke
-from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, wait_for
-from tests.test_producer import Face
+from tests.conftest import WORKER_TEST_OPTIONS, Face, RunningWorker, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
 NAN, INF = float("nan"), float("inf")
 LONG_NAME = "n" * (defaults.MAX_NAME_CHARS + 1)
 LONG_KEY = "k" * (defaults.MAX_KEY_CHARS + 1)
-
-
-@pytest.fixture(params=["async", "sync"])
-async def face(
-    request: pytest.FixtureRequest, server_url: str, queue_name: str
-) -> AsyncIterator[Face]:
-    queue: conveyor.Queue | conveyor.SyncQueue
-    if request.param == "async":
-        queue = conveyor.Queue(queue_name, url=server_url)
-    else:
-        queue = conveyor.SyncQueue(queue_name, url=server_url)
-    yield Face(queue)
-    await Face(queue).obliterate(force=True)
-    await Face(queue).close()
 
 
 def stored_job_keys(server_url: str, queue: str) -> set[bytes]:

@@ -107,42 +107,9 @@ async def test_an_unanswered_fetch_holds_acknowledgements_back_for_a_bounded_tim
     stuck.cancel()
 
 
-def test_the_worker_modules_import_each_other_without_a_loop() -> None:
-    """Imports under ``TYPE_CHECKING`` count too: a loop hidden there is still a loop."""
-    import ast
-    from pathlib import Path
-
-    import conveyor.worker
-
-    folder = Path(conveyor.worker.__file__).parent
-    imports: dict[str, set[str]] = {}
-    for path in folder.glob("*.py"):
-        names = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names.add(node.module)
-                names.update(f"{node.module}.{alias.name}" for alias in node.names)
-            elif isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
-        prefix = "conveyor.worker."
-        imports[path.stem] = {n[len(prefix) :] for n in names if n.startswith(prefix)}
-
-    def loop_from(start: str, at: str, path: list[str]) -> list[str] | None:
-        for nxt in sorted(imports.get(at, set()) & imports.keys()):
-            if nxt == start:
-                return [*path, nxt]
-            if nxt not in path:
-                found = loop_from(start, nxt, [*path, nxt])
-                if found:
-                    return found
-        return None
-
-    loops = [found for name in imports if (found := loop_from(name, name, [name]))]
-    assert not loops, " -> ".join(loops[0])
-
-
 def test_the_worker_modules_read_no_private_fields_of_other_objects() -> None:
-    """A piece that needs another's state asks through a public name (``os._exit`` aside)."""
+    """A piece that needs another's state asks through a public name (``os._exit`` aside),
+    even within one module (tests/test_architecture.py checks across modules)."""
     import ast
     from pathlib import Path
 

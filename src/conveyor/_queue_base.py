@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from conveyor import defaults, ops, partitions, results
+from conveyor import defaults, ops, partitions, results, schedules
 from conveyor.errors import JobNotFound, QueueBusyError
 from conveyor.job import Job
 from conveyor.keys import QueueKeys
 from conveyor.ops import Dedup, Durable, JobSpec, Op, QueueOptions
 from conveyor.partitions import Spreader
 from conveyor.retry import Backoff
+from conveyor.schedules import Schedule
 
 T = TypeVar("T")
 _NOTHING = (None,) * 10
@@ -91,6 +92,15 @@ class QueueBase:
         self, jobs: Iterable[JobSpec | tuple[str, Any]], durable: Durable | None
     ) -> Op[list[Job]]:
         return partitions.enqueue(self.parts, self._spreader, jobs, self.options, durable)
+
+    def _schedule_op(self, schedule: Schedule) -> Op[float]:
+        """Store a schedule in the first partition, registering the queue again on the way
+        (it may have been obliterated since this object connected)."""
+        _, due = yield from partitions.gather([
+            ops.register_again(self.parts[0].queue, len(self.parts)),
+            schedules.upsert(self.parts[0], schedule, self.options),
+        ])  # fmt: skip
+        return cast(float, due)
 
     def _by_id(self, job_id: str, make: Callable[[QueueKeys], Op[T]], missing: T) -> Op[T]:
         """Run ``make(keys)`` on the partition holding the job; ``missing`` if none does."""

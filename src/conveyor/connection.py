@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
@@ -36,7 +35,6 @@ import redis.cluster
 import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
-from redis.connection import URL_QUERY_ARGUMENT_PARSERS
 from redis.exceptions import (
     ClusterError,
     ReadOnlyError,
@@ -48,7 +46,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from conveyor import defaults
+from conveyor import compat, defaults
 from conveyor.errors import ConfigurationError, ServerUnavailable
 
 #: Errors that mean the server could not be reached (as opposed to a refused command).
@@ -128,11 +126,8 @@ def _seconds(name: str, value: str) -> float:
 
 
 def _typed(name: str, value: str) -> Any:
-    parser: Callable[[str], Any] | None = URL_QUERY_ARGUMENT_PARSERS.get(name)  # type: ignore[assignment]
-    if parser is None:
-        return value
     try:
-        return parser(value)
+        return compat.url_option(name, value)
     except (TypeError, ValueError):
         raise ConfigurationError(f"invalid value {value!r} for {name} in the URL") from None
 
@@ -282,9 +277,11 @@ def async_client(url: str) -> AsyncClient:
     retry = AsyncRetry(_backoff(), defaults.CONNECT_RETRIES)
     if target.kind == "cluster":
         seeds = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in target.nodes]
-        return redis.asyncio.RedisCluster(
+        cluster = redis.asyncio.RedisCluster(
             startup_nodes=seeds, retry=retry, **{**_client_kwargs(), **target.options}
         )
+        compat.remember_cluster(cluster, target.nodes)
+        return cluster
     if target.kind == "sentinel":
         sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
             list(target.nodes), sentinel_kwargs=_sentinel_kwargs(target), **target.options
@@ -292,6 +289,7 @@ def async_client(url: str) -> AsyncClient:
         client: redis.asyncio.Redis = sentinel.master_for(
             target.service, retry=retry, **_client_kwargs()
         )
+        compat.remember_sentinel(client, target.nodes, target.service, sentinel)
         return client
     return redis.asyncio.Redis.from_url(target.server_url, retry=retry, **_client_kwargs())
 
@@ -313,6 +311,7 @@ def sync_client(url: str) -> SyncClient:
         client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
             target.service, retry=retry, **_client_kwargs()
         )
+        compat.remember_sentinel(client, target.nodes, target.service, sentinel)
         return client
     return redis.Redis.from_url(target.server_url, retry=retry, **_client_kwargs())
 
@@ -333,22 +332,32 @@ def _sync_cluster(url: str, target: Target, retry: Retry) -> redis.cluster.Redis
             time.sleep(patience.next_pause(unavailable(url, exc)))
             continue
         patience.recovered()
+        compat.remember_cluster(client, target.nodes)
         return client
+
+
+def _sentinels(client: AsyncClient | SyncClient) -> tuple[Any, ...]:
+    """The clients of the Sentinels behind a Sentinel-managed client (none for others)."""
+    if isinstance(client, redis.cluster.RedisCluster | redis.asyncio.RedisCluster):
+        return ()
+    try:
+        origin = compat.sentinel_origin(client.connection_pool)
+    except ConfigurationError:
+        return ()
+    return origin.clients if origin is not None else ()
 
 
 async def aclose(client: AsyncClient) -> None:
     """Close an asyncio client, and the Sentinel clients behind it if it has any."""
     await client.aclose()
-    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
-    for sentinel in getattr(manager, "sentinels", ()):
+    for sentinel in _sentinels(client):
         await sentinel.aclose()
 
 
 def close(client: SyncClient) -> None:
     """Close a blocking client, and the Sentinel clients behind it if it has any."""
     client.close()
-    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
-    for sentinel in getattr(manager, "sentinels", ()):
+    for sentinel in _sentinels(client):
         sentinel.close()
 
 
@@ -376,27 +385,22 @@ def is_cluster(client: AsyncClient | SyncClient) -> bool:
 def client_url(client: AsyncClient | SyncClient) -> str:
     """A URL for where an existing client points: for messages, and to open a second client."""
     if isinstance(client, redis.cluster.RedisCluster | redis.asyncio.RedisCluster):
-        kwargs = client.nodes_manager.connection_kwargs
-        nodes = client.get_nodes() or client.nodes_manager.startup_nodes.values()
-        hosts = ",".join(f"{node.host}:{node.port}" for node in nodes)
+        kwargs, nodes = compat.cluster_origin(client)
+        hosts = ",".join(f"{host}:{port}" for host, port in nodes)
         scheme = "rediss+cluster" if kwargs.get("ssl") else "redis+cluster"
         tls = _tls_query(kwargs) if kwargs.get("ssl") else ""
         return urlunsplit((scheme, _netloc(kwargs, hosts), "", tls, ""))
     pool = client.connection_pool
     kwargs = pool.connection_kwargs
-    manager = getattr(pool, "sentinel_manager", None)
-    if manager is not None:
-        sentinels = ",".join(
-            f"{s.connection_pool.connection_kwargs['host']}:"
-            f"{s.connection_pool.connection_kwargs['port']}"
-            for s in manager.sentinels
-        )
-        scheme = "rediss+sentinel" if "SSL" in pool.connection_class.__name__ else "redis+sentinel"
-        path = f"/{getattr(pool, 'service_name', '')}/{kwargs.get('db', 0)}"
+    origin = compat.sentinel_origin(pool)
+    if origin is not None:
+        sentinels = ",".join(f"{host}:{port}" for host, port in origin.nodes)
+        scheme = "rediss+sentinel" if compat.is_tls(pool) else "redis+sentinel"
+        path = f"/{origin.service}/{kwargs.get('db', 0)}"
         return urlunsplit((scheme, _netloc(kwargs, sentinels), path, "", ""))
     if "path" in kwargs:
         return f"unix://{kwargs['path']}"
-    ssl = "SSL" in pool.connection_class.__name__
+    ssl = compat.is_tls(pool)
     scheme = "rediss" if ssl else "redis"
     hosts = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
     path = f"/{kwargs['db']}" if kwargs.get("db") else ""

@@ -4,29 +4,50 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from conveyor import codec, dlq_ops, dlq_records, partitions
 from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
+from conveyor.keys import QueueKeys
+from conveyor.ops import Op, QueueOptions
 
-if TYPE_CHECKING:
-    from conveyor.queue import Queue
-
+T = TypeVar("T")
 _KEEP = object()
+
+
+class QueueFace(Protocol):
+    """What the dead-letter set needs of its queue (so this module never imports the queue)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def options(self) -> QueueOptions: ...
+
+    async def run_op(self, op: Op[T]) -> T: ...
+
+    async def connected_parts(self) -> list[QueueKeys]: ...
+
+
+def _kill(parts: list[QueueKeys], options: QueueOptions, job_id: str) -> Op[bool]:
+    keys = yield from partitions.owner(parts, job_id)
+    if keys is None:
+        return False
+    return (yield from dlq_ops.kill(keys, options, job_id))
 
 
 class DeadLetters:
     """The dead jobs of one queue (``queue.dead_letters``)."""
 
-    def __init__(self, queue: Queue) -> None:
+    def __init__(self, queue: QueueFace) -> None:
         self.queue = queue
 
     async def list(
         self, where: DeadFilter | None = None, *, cursor: int = 0, limit: int = 50
     ) -> DeadPage:
         """A page of dead jobs, newest first, filtered by ``where``."""
-        parts = await self.queue._parts()
-        return await self.queue._run(
+        parts = await self.queue.connected_parts()
+        return await self.queue.run_op(
             partitions.list_dead(parts, where or DeadFilter(), cursor, limit)
         )
 
@@ -50,20 +71,20 @@ class DeadLetters:
         ``refused`` says why.
         """
         queue = self.queue
-        parts = await queue._parts()
+        parts = await queue.connected_parts()
         if payload is not _KEEP:
             if ids is None or len(ids) != 1:
                 raise ValueError("an edited payload replays exactly one job: pass ids=[id]")
             data = codec.encode(payload, limit=queue.options.max_payload_bytes)
-            ((keys, _),) = await queue._run(partitions.dead_select(parts, ids, None, False))
-            replayed, refused = await queue._run(dlq_ops.replay(keys, queue.options, ids, data))
+            ((keys, _),) = await queue.run_op(partitions.dead_select(parts, ids, None, False))
+            replayed, refused = await queue.run_op(dlq_ops.replay(keys, queue.options, ids, data))
             return BulkResult(1, len(replayed), replayed, refused=refused)
-        chosen = await queue._run(partitions.dead_select(parts, ids, where, all))
+        chosen = await queue.run_op(partitions.dead_select(parts, ids, where, all))
         target = None
         if to is not None and to != queue.name and chosen and not dry_run:
-            target = await queue._run(partitions.register(to))  # visible, and its partitions
+            target = await queue.run_op(partitions.register(to))  # visible, and its partitions
         done = [
-            await queue._run(
+            await queue.run_op(
                 dlq_ops.bulk_replay(
                     keys, queue.options, found, target=target, rate=rate, dry_run=dry_run
                 )
@@ -83,21 +104,18 @@ class DeadLetters:
     ) -> BulkResult:
         """Delete dead jobs for good: ids, a filter, all, or those dead for ``older_than`` s."""
         queue = self.queue
-        parts = await queue._parts()
-        chosen = await queue._run(partitions.dead_select(parts, ids, where, all, older_than))
+        parts = await queue.connected_parts()
+        chosen = await queue.run_op(partitions.dead_select(parts, ids, where, all, older_than))
         done = [
-            await queue._run(dlq_ops.bulk_drop(keys, queue.options, found, dry_run=dry_run))
+            await queue.run_op(dlq_ops.bulk_drop(keys, queue.options, found, dry_run=dry_run))
             for keys, found in chosen
         ]
         return partitions.sum_bulk(done, dry_run)
 
     async def kill(self, job_id: str) -> bool:
         """Send a waiting or delayed job to the dead-letter set (reason ``killed``)."""
-        queue = self.queue
-        await queue._parts()
-        return await queue._run(
-            queue._by_id(job_id, lambda keys: dlq_ops.kill(keys, queue.options, job_id), False)
-        )
+        parts = await self.queue.connected_parts()
+        return await self.queue.run_op(_kill(parts, self.queue.options, job_id))
 
     async def export(
         self, path: str | Path, where: DeadFilter | None = None, *, overwrite: bool = False
@@ -106,9 +124,9 @@ class DeadLetters:
 
         An existing file is refused (``FileExistsError``) unless ``overwrite``.
         """
-        parts = await self.queue._parts()
+        parts = await self.queue.connected_parts()
         filter_ = where or DeadFilter()
-        each = await self.queue._run(
+        each = await self.queue.run_op(
             partitions.gather([dlq_ops.export_lines(keys, filter_) for keys in parts])
         )
         with open(path, "wb" if overwrite else "xb") as out:
@@ -126,9 +144,10 @@ class DeadLetters:
         atomic step; a job whose id exists is skipped, so an interrupted import can simply
         be run again. Returns how many jobs were imported.
         """
-        jobs = dlq_records.read_file(path, self.queue.options)
-        parts = await self.queue._parts()
+        queue = self.queue
+        jobs = dlq_records.read_file(path, queue.options)
+        parts = await queue.connected_parts()
         imported = 0
         for keys, batch in partitions.import_batches(parts, jobs):
-            imported += await self.queue._run(dlq_ops.import_batch(keys, self.queue.options, batch))
+            imported += await queue.run_op(dlq_ops.import_batch(keys, queue.options, batch))
         return imported

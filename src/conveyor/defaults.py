@@ -6,6 +6,10 @@ from __future__ import annotations
 URL_ENV = "CONVEYOR_URL"
 #: Environment variable naming the embedded server's data folder.
 DATA_DIR_ENV = "CONVEYOR_DATA_DIR"
+#: Environment variable choosing how Conveyor meets redis-py (see conveyor.compat): "auto"
+#: uses the internals this redis-py has, "public" only its public API.
+REDIS_COMPAT_ENV = "CONVEYOR_REDIS_COMPAT"
+REDIS_COMPAT_MODES = ("auto", "public")
 #: Environment variables of the HTTP commands: CONVEYOR_<COMMAND>_<OPTION>.
 METRICS_TOKEN_ENV = "CONVEYOR_METRICS_TOKEN"
 DASHBOARD_TOKEN_ENV = "CONVEYOR_DASHBOARD_TOKEN"

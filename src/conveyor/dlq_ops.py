@@ -18,6 +18,7 @@ from conveyor.dlq_records import CheckedJob, record_line
 from conveyor.job import DeadReason, Job, JobState, job_from_hash
 from conveyor.keys import QueueKeys, job_partition, partition_for
 from conveyor.ops import (
+    Call,
     Command,
     JobSpec,
     Op,
@@ -42,14 +43,6 @@ class DeadFilter:
     error_type: str | None = None
     since: float | None = None  # Unix time: died at or after
     until: float | None = None  # Unix time: died at or before
-
-    def args(self) -> list[Any]:
-        reason = self.reason.value if isinstance(self.reason, DeadReason) else self.reason
-        return [
-            reason or "", self.name or "", self.error_type or "",
-            round(self.since * 1000) if self.since else 0,
-            round(self.until * 1000) if self.until else 0,
-        ]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -79,13 +72,23 @@ class BulkResult:
 Moved = tuple[list[str], dict[str, str]]
 
 
+def _scan(keys: QueueKeys, where: DeadFilter, cursor: int, want: int, ids_only: bool) -> Call:
+    """One step of the list_dead script: from ``cursor``, up to ``want`` matches."""
+    reason = where.reason.value if isinstance(where.reason, DeadReason) else where.reason
+    return call(
+        "list_dead", keys, cursor=cursor, scan=SCAN, want=want, ids_only=int(ids_only),
+        reason=reason or "", name=where.name or "", error_type=where.error_type or "",
+        since_ms=round(where.since * 1000) if where.since else 0,
+        until_ms=round(where.until * 1000) if where.until else 0,
+    )  # fmt: skip
+
+
 def list_dead(keys: QueueKeys, where: DeadFilter, cursor: int = 0, limit: int = 50) -> Op[DeadPage]:
     """A page of dead jobs matching ``where``, newest first."""
     jobs: list[Job] = []
     position: int | None = cursor
     while position is not None and len(jobs) < limit:
-        args = [position, SCAN, limit - len(jobs), 0, *where.args()]
-        (reply,) = yield [call("list_dead", keys, *args)]
+        (reply,) = yield [_scan(keys, where, position, limit - len(jobs), ids_only=False)]
         jobs += [job_from_hash(keys.queue, dict(zip(h[::2], h[1::2], strict=True)),
                                state=JobState.DEAD)
                  for h in reply[1:]]  # fmt: skip
@@ -98,8 +101,7 @@ def matching_ids(keys: QueueKeys, where: DeadFilter) -> Op[list[str]]:
     ids: list[str] = []
     position = 0
     while True:
-        args = [position, SCAN, SCAN, 1, *where.args()]
-        (reply,) = yield [call("list_dead", keys, *args)]
+        (reply,) = yield [_scan(keys, where, position, SCAN, ids_only=True)]
         ids += [raw.decode() for raw in reply[1:]]
         if int(reply[0]) < 0:
             return ids
@@ -115,20 +117,18 @@ def replay(
     """
     if payload is not None and len(ids) != 1:
         raise ValueError("an edited payload replays exactly one job")
-    args: list[Any] = []
-    for job_id in ids:
-        args += (job_id, payload if payload is not None else "")
-    (reply,) = yield [call("replay_dead", keys, options.events_maxlen, *_REPLAY_LIMITS, *args)]
+    edited = payload if payload is not None else ""
+    batch = call(  # the script checks band, priority and max_attempts against these ranges
+        "replay_dead", keys, events_maxlen=options.events_maxlen,
+        band_min=priority_band(defaults.PRIORITY_MAX),
+        band_max=priority_band(defaults.PRIORITY_MIN),
+        priority_min=defaults.PRIORITY_MIN, priority_max=defaults.PRIORITY_MAX,
+        attempts_max=defaults.ATTEMPTS_MAX, jobs=[(job_id, edited) for job_id in ids],
+    )  # fmt: skip
+    (reply,) = yield [batch]
     replayed, refused = reply
     pairs = zip(refused[::2], refused[1::2], strict=True)
     return [raw.decode() for raw in replayed], {key.decode(): why.decode() for key, why in pairs}
-
-
-#: The ranges replay_dead checks: band, priority and max_attempts (from :mod:`defaults`).
-_REPLAY_LIMITS = (
-    priority_band(defaults.PRIORITY_MAX), priority_band(defaults.PRIORITY_MIN),
-    defaults.PRIORITY_MIN, defaults.PRIORITY_MAX, defaults.ATTEMPTS_MAX,
-)  # fmt: skip
 
 
 def move(
@@ -171,14 +171,16 @@ def drop(keys: QueueKeys, options: QueueOptions, ids: Sequence[str]) -> Op[int]:
     """Delete these dead jobs (one batch)."""
     if not ids:
         return 0
-    (dropped,) = yield [call("drop_dead", keys, options.events_maxlen, *ids)]
+    (dropped,) = yield [call("drop_dead", keys, events_maxlen=options.events_maxlen, ids=ids)]
     return int(dropped)
 
 
 def kill(keys: QueueKeys, options: QueueOptions, job_id: str) -> Op[bool]:
     """Send a waiting or delayed job to the dead-letter set (reason ``killed``)."""
     keep = round(options.dead_keep_age * 1000)
-    (reply,) = yield [call("kill", keys, options.events_maxlen, keep, job_id)]
+    (reply,) = yield [
+        call("kill", keys, events_maxlen=options.events_maxlen, dead_keep_age_ms=keep, id=job_id)
+    ]
     return bool(reply)
 
 
@@ -187,7 +189,7 @@ def export_lines(keys: QueueKeys, where: DeadFilter) -> Op[list[bytes]]:
     lines: list[bytes] = []
     position = 0
     while True:
-        (reply,) = yield [call("list_dead", keys, position, SCAN, SCAN, 0, *where.args())]
+        (reply,) = yield [_scan(keys, where, position, SCAN, ids_only=False)]
         for flat in reply[1:]:
             fields = {k.decode(): v.decode() for k, v in zip(flat[::2], flat[1::2], strict=True)}
             lines.append(record_line(keys.queue, fields))
@@ -202,7 +204,9 @@ def import_batch(keys: QueueKeys, options: QueueOptions, jobs: Sequence[CheckedJ
         return 0
     keep = round(options.dead_keep_age * 1000)
     packed = [msgspec.msgpack.encode([job.id, job.died_ms, *job.fields]) for job in jobs]
-    (reply,) = yield [call("import_dead", keys, options.events_maxlen, keep, *packed)]
+    batch = call("import_dead", keys, events_maxlen=options.events_maxlen, dead_keep_age_ms=keep,
+                 jobs=packed)  # fmt: skip
+    (reply,) = yield [batch]
     return int(reply)
 
 

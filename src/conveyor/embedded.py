@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import pwd
 import stat
 import subprocess
 import time
@@ -109,7 +110,9 @@ def ensure_server(data_dir: Path | None = None, *, timeout: float = 15.0) -> Ser
     paths = _Paths.of(data_dir)
     deadline = time.monotonic() + timeout
     paths.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_private(paths, tighten=True)
     with _exclusive_lock(paths, deadline):
+        _check_private(paths)  # again under the lock: a server may have just started
         if not _answers_ping(paths.socket):
             if _live_server_pid(paths.pid_file) is None:
                 _launch(paths, deadline)
@@ -130,6 +133,7 @@ def stop_server(data_dir: Path | None = None, *, timeout: float = 15.0) -> bool:
     paths = _Paths.of(data_dir)
     if not paths.data_dir.is_dir():
         return False
+    _check_private(paths)
     deadline = time.monotonic() + timeout
     with _exclusive_lock(paths, deadline):
         try:
@@ -152,6 +156,8 @@ def server_status(data_dir: Path | None = None) -> ServerInfo:
     """Report on the server of ``data_dir`` without starting anything."""
     paths = _Paths.of(data_dir)
     url = "unix://" + quote(str(paths.socket))
+    if paths.data_dir.is_dir():
+        _check_private(paths)
     try:
         with _client(paths.socket) as client:
             info = _info(client)
@@ -210,6 +216,7 @@ def _launch(paths: _Paths, deadline: float) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            umask=0o077,  # the server's files (AOF, log, pid file, socket) are private
         )
     except OSError as exc:
         raise EmbeddedServerError(f"could not run {executable}: {exc}") from exc
@@ -250,11 +257,65 @@ def _prepare_socket_dir(paths: _Paths) -> None:
     if folder == paths.data_dir:
         return
     folder.mkdir(mode=0o700, exist_ok=True)
+    _check_folder(folder)
+
+
+# -- ownership ----------------------------------------------------------------------------
+
+_FIX = "use a folder of your own (--data-dir or CONVEYOR_DATA_DIR)"
+
+
+def _check_private(paths: _Paths, *, tighten: bool = False) -> None:
+    """Refuse a data folder, socket folder, socket, pid, lock or log file that is not this
+    user's, or that group or others can write; with ``tighten``, make a folder that others
+    can read or enter (say 0755) private (0700), as the server's files are.
+
+    Another user who owns any of them could run their own server there, which this user
+    would then attach to (and send its jobs to), or read and change the data.
+    """
+    _check_folder(paths.data_dir, tighten)
+    if paths.socket.parent != paths.data_dir and paths.socket.parent.exists():
+        _check_folder(paths.socket.parent, tighten)
+    for path in (paths.socket, paths.pid_file, paths.lock, paths.log_file):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        kind = "a socket" if path == paths.socket else "a file"
+        wanted = stat.S_ISSOCK if path == paths.socket else stat.S_ISREG
+        if not wanted(st.st_mode):
+            raise EmbeddedServerError(f"refusing {path}: it is not {kind}; remove it, or {_FIX}")
+        _check_owner(path, st)
+
+
+def _check_folder(folder: Path, tighten: bool = True) -> None:
+    """A folder must be a real folder of this user that only it can write."""
     st = os.lstat(folder)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise EmbeddedServerError(f"{folder} is not a folder owned by this user")
-    if st.st_mode & 0o077:
+    if not stat.S_ISDIR(st.st_mode):
+        raise EmbeddedServerError(f"refusing {folder}: it is not a folder; {_FIX}")
+    _check_owner(folder, st)
+    if tighten and st.st_mode & 0o077:
         folder.chmod(0o700)
+
+
+def _check_owner(path: Path, st: os.stat_result) -> None:
+    if st.st_uid != os.getuid():
+        raise EmbeddedServerError(
+            f"refusing {path}: it belongs to {_user(st.st_uid)}, not to you "
+            f"({_user(os.getuid())}); {_FIX}"
+        )
+    if st.st_mode & 0o022:
+        raise EmbeddedServerError(
+            f"refusing {path}: group or others can write it (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"run `chmod go-w {path}` if nobody else has written there, or {_FIX}"
+        )
+
+
+def _user(uid: int) -> str:
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _wait_until_ready(paths: _Paths, deadline: float) -> None:
@@ -292,7 +353,7 @@ def _poll(condition: Callable[[], bool], deadline: float) -> bool:
 @contextlib.contextmanager
 def _exclusive_lock(paths: _Paths, deadline: float) -> Iterator[None]:
     """Hold an exclusive flock on ``data_dir/.lock`` so one process at a time starts or stops."""
-    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
 
         def acquired() -> bool:

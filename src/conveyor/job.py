@@ -8,18 +8,8 @@ from typing import Any
 import msgspec
 
 from conveyor import codec, defaults
+from conveyor.states import JobState as JobState
 from conveyor.stored import STORED_TIMEOUT_MS_MAX, StoredFields
-
-
-class JobState(str, enum.Enum):
-    """Where a job is in its lifecycle."""
-
-    WAITING = "waiting"
-    DELAYED = "delayed"
-    ACTIVE = "active"
-    COMPLETED = "completed"
-    DEAD = "dead"
-    CANCELLED = "cancelled"
 
 
 class DeadReason(str, enum.Enum):

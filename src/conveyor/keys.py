@@ -15,7 +15,7 @@ from conveyor.defaults import KEY_PREFIX
 
 #: The per-queue keys, by the name scripts use for them.
 QUEUE_KEYS: dict[str, str] = {
-    "meta": "meta",  # hash: paused flag, sequence counters
+    "meta": "meta",  # hash: paused flag, sequence counters, "registered" mark
     "waiting": "waiting",  # zset: job id -> priority band + FIFO sequence
     "delayed": "delayed",  # zset: job id -> due time (ms)
     "active": "active",  # zset: job id -> lock deadline (ms)

@@ -121,7 +121,8 @@ def queue_metrics(keys: QueueKeys, window: float = 3600.0) -> Op[QueueMetrics]:
         call("counts", keys),
         Command(("HMGET", keys.key("meta"), "completed_total", "failed_total", "dead_total")),
         Command(("ZRANGE", keys.key("waiting"), 0, 0)),
-        Command(("ZRANGE", keys.key("dead"), 0, 0)),
+        # The oldest dead job not yet past its retention (one past it is gone for readers).
+        Command(("ZRANGE", keys.key("dead"), round(now * 1000), "+inf", "BYSCORE", "LIMIT", 0, 1)),
         Command(("HGETALL", keys.key("worker_info"))),
         Command(("ZRANGEBYSCORE", keys.key("workers"), round(now * 1000), "+inf")),
     ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import os
 import secrets
 import time
@@ -28,11 +29,13 @@ from conveyor.errors import (
     QueueBusyError,
 )
 from conveyor.job import Durability, Job, JobState, job_from_hash
-from conveyor.keys import QUEUE_REGISTRY, QueueKeys, validate_queue_name
+from conveyor.keys import PARTITIONS, QUEUE_REGISTRY, QueueKeys, logical_name, validate_queue_name
 from conveyor.lua import Script, script
 from conveyor.retry import Backoff, Exponential, Fixed, Immediate, backoff_from_json
+from conveyor.states import STATES
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +73,12 @@ def _bound(name: str, keys: QueueKeys) -> tuple[Script, tuple[str, ...]]:
     return lua, tuple(lua.keys_for(keys))
 
 
-def call(name: str, keys: QueueKeys, *args: Any) -> ScriptCall:
-    """A call of the script ``name`` on the keys of one queue."""
-    return ScriptCall(*_bound(name, keys), args)
+def call(name: str, keys: QueueKeys, /, **argv: Any) -> ScriptCall:
+    """A call of the script ``name`` on the keys of one queue, its ARGV given by the names
+    its header declares (``TypeError`` if one is missing or unknown: see
+    :meth:`conveyor.lua.Script.arguments`)."""
+    lua, bound = _bound(name, keys)
+    return ScriptCall(lua, bound, lua.arguments(argv))
 
 
 def translate_error(exc: ResponseError) -> Exception:
@@ -385,11 +391,14 @@ def enqueue_many(
     jobs: Iterable[JobSpec | tuple[str, Any]],
     options: QueueOptions,
     durable: Durable | None = None,
+    partitions: int = 1,
 ) -> Op[list[Job]]:
     """Enqueue jobs in one round trip; an id that exists already returns the stored job.
 
     ``jobs`` are :class:`JobSpec` objects or ``(name, payload)`` pairs. Every job is
-    checked and encoded before anything is sent, so bad input writes nothing.
+    checked and encoded before anything is sent, so bad input writes nothing. When these
+    are the queue's first jobs (ever, or since it was obliterated), a second round trip
+    registers the queue again, with its ``partitions`` when ``keys`` is one of several.
     """
     if durable is not None and not isinstance(durable, Durable):
         raise ValueError(f"durable must be a Durable(...), not {durable!r}")
@@ -397,7 +406,9 @@ def enqueue_many(
     batches, drafts = _encode_jobs(jobs, options, now)
     if not drafts:
         return []
-    calls: list[Call] = [call("enqueue", keys, options.events_maxlen, *batches)]
+    calls: list[Call] = [
+        call("enqueue", keys, events_maxlen=options.events_maxlen, batches=batches)
+    ]
     if durable is not None:
         timeout_ms = _ms(durable.timeout)
         if durable.aof_local:
@@ -406,7 +417,9 @@ def enqueue_many(
             calls.append(Command(("WAIT", durable.replicas, timeout_ms), error_ok=True))
     replies = yield calls
     durability = _durability(replies[1], durable) if durable is not None else None
-    codes, *others = replies[0]
+    codes, fresh, *others = replies[0]
+    if fresh:
+        yield from register_again(keys.queue, partitions)
     found = iter(others)
     jobs_out: list[Job] = []
     existing: list[str] = []
@@ -458,14 +471,25 @@ def _durability(reply: Any, durable: Durable) -> Durability:
     return got
 
 
+def read_job(keys: QueueKeys, job_id: str) -> ScriptCall:
+    """The call that reads one job for a reader: nothing once it is past its retention."""
+    return call("get_job", keys, id=job_id)
+
+
+def job_read(queue: str, reply: Sequence[bytes], job_id: str | None = None) -> Job | None:
+    """The job a :func:`read_job` call replied with (``job_id``: the id asked), or ``None``."""
+    return job_from_hash(queue, _pairs(reply), job_id=job_id) if reply else None
+
+
 def get_job(keys: QueueKeys, job_id: str) -> Op[Job | None]:
-    """Read one job, or ``None`` if it does not exist."""
-    (fields,) = yield [Command(("HGETALL", keys.job(job_id)))]
-    return job_from_hash(keys.queue, fields, job_id=job_id) if fields else None
+    """Read one job, or ``None`` if it does not exist (or is past its retention)."""
+    (reply,) = yield [read_job(keys, job_id)]
+    return job_read(keys.queue, reply, job_id)
 
 
 class Counts(msgspec.Struct, frozen=True):
-    """How many jobs a queue holds in each state."""
+    """How many jobs a queue holds in each state (one field per :data:`conveyor.states.STATES`
+    row, checked by ``tests/test_states.py``)."""
 
     waiting: int
     delayed: int
@@ -478,13 +502,18 @@ class Counts(msgspec.Struct, frozen=True):
 
     def per_state(self) -> dict[JobState, int]:
         """The number of jobs in each state, for every :class:`JobState` in lifecycle order."""
-        return {state: getattr(self, state.value) for state in JobState}
+        return {info.state: getattr(self, info.name) for info in STATES}
 
 
 def parse_counts(reply: Sequence[Any]) -> Counts:
-    """The reply of the counts script."""
-    w, d, a, c, x, p, k, n = (int(v) for v in reply)
-    return Counts(w, d, a, c, x, bool(p), k, n)
+    """The reply of the counts script: name/value pairs."""
+    values = {name.decode() if isinstance(name, bytes) else name: int(value)
+              for name, value in zip(reply[::2], reply[1::2], strict=True)}  # fmt: skip
+    return Counts(
+        **{info.name: values[info.name] for info in STATES},
+        paused=bool(values["paused"]),
+        workers=values["workers"],
+    )
 
 
 def counts(keys: QueueKeys) -> Op[Counts]:
@@ -497,7 +526,9 @@ def list_jobs(keys: QueueKeys, state: JobState, offset: int = 0, limit: int = 50
     """One page of jobs in ``state`` (finished states newest first)."""
     if limit < 1 or offset < 0:
         raise ValueError("offset must be >= 0 and limit >= 1")
-    (reply,) = yield [call("list_jobs", keys, JobState(state).value, offset, limit)]
+    (reply,) = yield [
+        call("list_jobs", keys, state=JobState(state).value, offset=offset, limit=limit)
+    ]
     return [job_from_hash(keys.queue, _pairs(flat), state=JobState(state)) for flat in reply]
 
 
@@ -507,28 +538,43 @@ def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
 
 def remove(keys: QueueKeys, job_id: str, options: QueueOptions) -> Op[bool]:
     """Delete a job that is not active; ``False`` if there was no such job."""
-    (reply,) = yield [call("remove", keys, options.events_maxlen, job_id)]
+    (reply,) = yield [call("remove", keys, events_maxlen=options.events_maxlen, id=job_id)]
     return bool(reply)
 
 
 def cancel(keys: QueueKeys, options: QueueOptions, job_id: str) -> Op[str | None]:
     """Cancel a job: 'cancelled', 'requested' (it is running), a finished state, or None."""
     keep = round(options.completed_keep_age * 1000)
-    (reply,) = yield [call("cancel", keys, options.events_maxlen, keep, job_id)]
+    (reply,) = yield [
+        call("cancel", keys, events_maxlen=options.events_maxlen, keep_ms=keep, id=job_id)
+    ]
     return reply.decode() if reply else None
 
 
 def set_priority(keys: QueueKeys, options: QueueOptions, job_id: str, priority: int) -> Op[bool]:
     """Change the priority of a waiting or delayed job; ``False`` if there is no such job."""
     band = priority_band(priority)  # checks it: an integer in PRIORITY_MIN..PRIORITY_MAX
-    (reply,) = yield [call("reprioritize", keys, options.events_maxlen, job_id, band, priority)]
+    (reply,) = yield [
+        call(
+            "reprioritize",
+            keys,
+            events_maxlen=options.events_maxlen,
+            id=job_id,
+            band=band,
+            priority=priority,
+        )
+    ]
     return bool(reply)
 
 
 def reschedule(keys: QueueKeys, options: QueueOptions, job_id: str, delay: float) -> Op[bool]:
     """Make a waiting or delayed job due ``delay`` seconds from now (0: run it now)."""
     validate.seconds(delay, "delay")
-    (reply,) = yield [call("reschedule", keys, options.events_maxlen, job_id, _ms(delay))]
+    (reply,) = yield [
+        call(
+            "reschedule", keys, events_maxlen=options.events_maxlen, id=job_id, delay_ms=_ms(delay)
+        )
+    ]
     return bool(reply)
 
 
@@ -604,19 +650,19 @@ def get_limits(keys: QueueKeys) -> Op[Limits]:
 
 def pause(keys: QueueKeys, options: QueueOptions) -> Op[None]:
     """Stop workers from starting jobs of this queue."""
-    yield [call("pause", keys, options.events_maxlen)]
+    yield [call("pause", keys, events_maxlen=options.events_maxlen)]
 
 
 def resume(keys: QueueKeys, options: QueueOptions) -> Op[None]:
     """Let workers start jobs of this queue again."""
-    yield [call("resume", keys, options.events_maxlen)]
+    yield [call("resume", keys, events_maxlen=options.events_maxlen)]
 
 
 def drain(keys: QueueKeys, options: QueueOptions, batch: int = 1000) -> Op[int]:
     """Remove every waiting and delayed job, in bounded batches; returns how many."""
     total = 0
     while True:
-        (removed,) = yield [call("drain", keys, options.events_maxlen, batch)]
+        (removed,) = yield [call("drain", keys, events_maxlen=options.events_maxlen, batch=batch)]
         total += int(removed)
         if not removed:
             return total
@@ -625,7 +671,7 @@ def drain(keys: QueueKeys, options: QueueOptions, batch: int = 1000) -> Op[int]:
 def obliterate(keys: QueueKeys, force: bool = False, batch: int = 1000) -> Op[None]:
     """Delete the whole queue; refuse while jobs are active unless ``force``."""
     while True:
-        (more,) = yield [call("obliterate", keys, int(force), batch)]
+        (more,) = yield [call("obliterate", keys, force=int(force), batch=batch)]
         if not more:
             return (yield from forget_queue(keys.queue))
 
@@ -638,6 +684,41 @@ def forget_queue(name: str) -> Op[None]:
 def register_queue(name: str) -> Op[None]:
     """Record the queue's name so ``conveyor status`` can list every queue."""
     yield [Command(("SADD", QUEUE_REGISTRY, name))]
+
+
+def register_again(queue: str, partitions: int) -> Op[None]:
+    """Record a queue (and, when ``partitions > 1``, its partition count) that a script found
+    unmarked: new, or obliterated while a producer still held it; then mark it registered.
+    A count recorded since by someone else is kept (the count is fixed once recorded)."""
+    name = logical_name(queue)
+    if partitions == 1 or name == queue:
+        yield [Command(("SADD", QUEUE_REGISTRY, name))]
+    else:
+        yield from _record_partitions(name, partitions)
+    yield [Command(("HSET", QueueKeys(queue).key("meta"), "registered", 1))]
+
+
+def _record_partitions(name: str, partitions: int) -> Op[None]:
+    _, count = yield [Command(("SADD", QUEUE_REGISTRY, name)), Command(("HGET", PARTITIONS, name))]
+    if count is None:  # written only when missing: an ACL producer may only read the count
+        # (The HGET also makes this a pipeline, where an error reply comes back as a value.)
+        written, count = yield [
+            Command(("HSETNX", PARTITIONS, name, partitions), error_ok=True),
+            Command(("HGET", PARTITIONS, name)),
+        ]
+        if isinstance(written, Exception):
+            raise ConveyorError(
+                f"the jobs were enqueued, but queue {name!r} had lost its partition count "
+                f"(it was obliterated) and this user may not record it again ({written}); "
+                f"declare the queue again with partitions={partitions} as a user who may "
+                f"write {PARTITIONS}"
+            )
+    if count is not None and int(count) != partitions:
+        log.warning(
+            "queue %r was declared again with %s partitions while this producer uses %d: "
+            "open the queue again (a new Queue object) to use the new partitions",
+            name, int(count), partitions,
+        )  # fmt: skip
 
 
 def known_queues() -> Op[list[str]]:

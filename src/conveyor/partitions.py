@@ -35,6 +35,7 @@ from conveyor.keys import (
 )
 from conveyor.metrics import MinuteStats, QueueMetrics, queue_metrics
 from conveyor.ops import Call, Command, Counts, JobSpec, Op, Pause
+from conveyor.states import STATES
 
 T = TypeVar("T")
 
@@ -67,7 +68,8 @@ def resolve(queue: str, declared: int | None) -> Op[int]:
     (stored,) = yield [Command(("HGET", PARTITIONS, queue))]
     if stored is None and declared not in (None, 1):
         plain = QueueKeys(queue)
-        (held,) = yield [Command(("EXISTS", *(plain.key(k) for k in _STATES)))]
+        held_keys = (plain.key(info.key) for info in STATES if info.outstanding)
+        (held,) = yield [Command(("EXISTS", *held_keys))]
         if int(held):
             raise ConveyorError(
                 f"queue {queue!r} already holds jobs as an unpartitioned queue; "
@@ -83,9 +85,6 @@ def resolve(queue: str, declared: int | None) -> Op[int]:
             "for repartitioning)"
         )
     return count
-
-
-_STATES = ("waiting", "delayed", "active", "dead")
 
 
 def register(queue: str, declared: int | None = None) -> Op[list[QueueKeys]]:
@@ -198,7 +197,7 @@ def enqueue(
     for position, spec in enumerate(specs):
         chosen.setdefault(spreader.choose(spec), []).append(position)
     partial = yield from gather(
-        [ops.enqueue_many(parts[p], [specs[i] for i in at], options, durable)
+        [ops.enqueue_many(parts[p], [specs[i] for i in at], options, durable, len(parts))
          for p, at in chosen.items()]
     )  # fmt: skip
     placed: list[Job | None] = [None] * len(specs)
@@ -233,10 +232,7 @@ def sum_counts(each: Sequence[Counts]) -> Counts:
     every partition, so the live workers are the most any partition has."""
     if len(each) == 1:
         return each[0]
-    total = {
-        field: sum(getattr(c, field) for c in each)
-        for field in ("waiting", "delayed", "active", "completed", "dead", "cancelled")
-    }
+    total = {info.name: sum(getattr(c, info.name) for c in each) for info in STATES}
     return Counts(
         **total,
         paused=any(c.paused for c in each),
@@ -244,14 +240,16 @@ def sum_counts(each: Sequence[Counts]) -> Counts:
     )
 
 
+def _merge_key(order: tuple[str, ...]) -> Callable[[Job], Any]:
+    """The sort key of a state's listing (see :attr:`conveyor.states.StateInfo.order`); an
+    unset attribute sorts as 0."""
+    fields = [(name.lstrip("-"), -1 if name.startswith("-") else 1) for name in order]
+    return lambda job: tuple(sign * (getattr(job, name) or 0.0) for name, sign in fields)
+
+
 #: How the jobs of each state are ordered when partitions' pages are merged.
 _ORDER: dict[JobState, Callable[[Job], Any]] = {
-    JobState.WAITING: lambda job: (-job.priority, job.created_at),
-    JobState.DELAYED: lambda job: job.due_at or 0.0,
-    JobState.ACTIVE: lambda job: job.started_at or 0.0,
-    JobState.COMPLETED: lambda job: -(job.finished_at or 0.0),
-    JobState.DEAD: lambda job: -(job.finished_at or 0.0),
-    JobState.CANCELLED: lambda job: -(job.finished_at or 0.0),
+    info.state: _merge_key(info.order) for info in STATES
 }
 
 

@@ -57,6 +57,18 @@ class Queue(QueueBase):
         """This queue's dead-letter set: list, replay, drop, kill, export, import."""
         return DeadLetters(self)
 
+    async def run_op(self, op: ops.Op[T]) -> T:
+        """Run one of conveyor's operations on this queue's connection.
+
+        The seam for conveyor's own faces over a queue (its dead-letter set, the dashboard),
+        so they need none of its private parts; application code uses the methods instead.
+        """
+        return await self._run(op)
+
+    async def connected_parts(self) -> list[QueueKeys]:
+        """The keys of each partition, connecting first if needed (see :meth:`run_op`)."""
+        return await self._parts()
+
     async def _run(self, op: ops.Op[T]) -> T:
         transport = self._transport or await self._connect()
         return await transport.run(op)
@@ -187,7 +199,8 @@ class Queue(QueueBase):
 
         A partitioned queue keeps its schedules, and their jobs, in its first partition.
         """
-        return await self._run(schedules.upsert((await self._parts())[0], schedule, self.options))
+        await self._parts()
+        return await self._run(self._schedule_op(schedule))
 
     async def unschedule(self, schedule_id: str) -> bool:
         """Remove a schedule; ``False`` if there was none."""

@@ -10,10 +10,13 @@ from conveyor.events import last_event_id, read_events
 from conveyor.job import Job, JobState
 from conveyor.keys import QueueKeys
 from conveyor.ops import Op, get_job
+from conveyor.states import TERMINAL
 
-FINISHED = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED})
-#: Events after which the job is looked at again.
-_FINAL_EVENTS = frozenset({"completed", "dead", "removed", "dropped", "cancelled"})
+#: The finished states (see :mod:`conveyor.states`).
+FINISHED = TERMINAL
+#: Events after which the job is looked at again: the event that enters a finished state
+#: is named after it, and the job may be deleted.
+_FINAL_EVENTS = frozenset({state.value for state in FINISHED} | {"removed", "dropped"})
 #: Longest single blocking read; the job is also re-read after a quiet stretch this long,
 #: in case its final event was trimmed from the capped stream before it was read.
 _BLOCK = 2.0

@@ -215,12 +215,12 @@ def _fire(
         call(
             "fire_schedule",
             keys,
-            options.events_maxlen,
-            schedule.id,
-            expected_ms,
-            next_ms,
-            int(fire),
-            *args,
+            events_maxlen=options.events_maxlen,
+            schedule_id=schedule.id,
+            expected_ms=expected_ms,
+            next_ms=next_ms,
+            fire=int(fire),
+            job=args,
         )
     ]
     return 1 if int(reply[0]) and fire and int(reply[1]) else 0

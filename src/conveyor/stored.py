@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from conveyor import defaults
+from conveyor.backoff import backoff_from_json
 
 #: The largest integer a stored whole-number field may hold (Lua numbers are doubles).
 STORED_INT_MAX = 2**53
@@ -121,8 +122,6 @@ class StoredFields:
         """The job's options: a JSON object whose ``backoff``, if any, is a known policy."""
         if not self.raw("options"):
             return {}
-        from conveyor.retry import backoff_from_json  # retry imports job, which imports us
-
         value = self.json("options", {})
         if not isinstance(value, dict):
             self.problem("options", f"{_shown(self.raw('options') or b'')} is not a JSON object")

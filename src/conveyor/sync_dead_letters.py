@@ -5,29 +5,50 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from conveyor import codec, dlq_ops, dlq_records, partitions
 from conveyor.dlq_ops import BulkResult, DeadFilter, DeadPage
+from conveyor.keys import QueueKeys
+from conveyor.ops import Op, QueueOptions
 
-if TYPE_CHECKING:
-    from conveyor.sync_queue import SyncQueue
-
+T = TypeVar("T")
 _KEEP = object()
+
+
+class QueueFace(Protocol):
+    """What the dead-letter set needs of its queue (so this module never imports the queue)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def options(self) -> QueueOptions: ...
+
+    def run_op(self, op: Op[T]) -> T: ...
+
+    def connected_parts(self) -> list[QueueKeys]: ...
+
+
+def _kill(parts: list[QueueKeys], options: QueueOptions, job_id: str) -> Op[bool]:
+    keys = yield from partitions.owner(parts, job_id)
+    if keys is None:
+        return False
+    return (yield from dlq_ops.kill(keys, options, job_id))
 
 
 class SyncDeadLetters:
     """The dead jobs of one queue (``queue.dead_letters``)."""
 
-    def __init__(self, queue: SyncQueue) -> None:
+    def __init__(self, queue: QueueFace) -> None:
         self.queue = queue
 
     def list(
         self, where: DeadFilter | None = None, *, cursor: int = 0, limit: int = 50
     ) -> DeadPage:
         """A page of dead jobs, newest first, filtered by ``where``."""
-        parts = self.queue._parts()
-        return self.queue._run(
+        parts = self.queue.connected_parts()
+        return self.queue.run_op(
             partitions.list_dead(parts, where or DeadFilter(), cursor, limit)
         )
 
@@ -51,20 +72,20 @@ class SyncDeadLetters:
         ``refused`` says why.
         """
         queue = self.queue
-        parts = queue._parts()
+        parts = queue.connected_parts()
         if payload is not _KEEP:
             if ids is None or len(ids) != 1:
                 raise ValueError("an edited payload replays exactly one job: pass ids=[id]")
             data = codec.encode(payload, limit=queue.options.max_payload_bytes)
-            ((keys, _),) = queue._run(partitions.dead_select(parts, ids, None, False))
-            replayed, refused = queue._run(dlq_ops.replay(keys, queue.options, ids, data))
+            ((keys, _),) = queue.run_op(partitions.dead_select(parts, ids, None, False))
+            replayed, refused = queue.run_op(dlq_ops.replay(keys, queue.options, ids, data))
             return BulkResult(1, len(replayed), replayed, refused=refused)
-        chosen = queue._run(partitions.dead_select(parts, ids, where, all))
+        chosen = queue.run_op(partitions.dead_select(parts, ids, where, all))
         target = None
         if to is not None and to != queue.name and chosen and not dry_run:
-            target = queue._run(partitions.register(to))  # visible, and its partitions
+            target = queue.run_op(partitions.register(to))  # visible, and its partitions
         done = [
-            queue._run(
+            queue.run_op(
                 dlq_ops.bulk_replay(
                     keys, queue.options, found, target=target, rate=rate, dry_run=dry_run
                 )
@@ -84,21 +105,18 @@ class SyncDeadLetters:
     ) -> BulkResult:
         """Delete dead jobs for good: ids, a filter, all, or those dead for ``older_than`` s."""
         queue = self.queue
-        parts = queue._parts()
-        chosen = queue._run(partitions.dead_select(parts, ids, where, all, older_than))
+        parts = queue.connected_parts()
+        chosen = queue.run_op(partitions.dead_select(parts, ids, where, all, older_than))
         done = [
-            queue._run(dlq_ops.bulk_drop(keys, queue.options, found, dry_run=dry_run))
+            queue.run_op(dlq_ops.bulk_drop(keys, queue.options, found, dry_run=dry_run))
             for keys, found in chosen
         ]
         return partitions.sum_bulk(done, dry_run)
 
     def kill(self, job_id: str) -> bool:
         """Send a waiting or delayed job to the dead-letter set (reason ``killed``)."""
-        queue = self.queue
-        queue._parts()
-        return queue._run(
-            queue._by_id(job_id, lambda keys: dlq_ops.kill(keys, queue.options, job_id), False)
-        )
+        parts = self.queue.connected_parts()
+        return self.queue.run_op(_kill(parts, self.queue.options, job_id))
 
     def export(
         self, path: str | Path, where: DeadFilter | None = None, *, overwrite: bool = False
@@ -107,9 +125,9 @@ class SyncDeadLetters:
 
         An existing file is refused (``FileExistsError``) unless ``overwrite``.
         """
-        parts = self.queue._parts()
+        parts = self.queue.connected_parts()
         filter_ = where or DeadFilter()
-        each = self.queue._run(
+        each = self.queue.run_op(
             partitions.gather([dlq_ops.export_lines(keys, filter_) for keys in parts])
         )
         with open(path, "wb" if overwrite else "xb") as out:
@@ -127,9 +145,10 @@ class SyncDeadLetters:
         atomic step; a job whose id exists is skipped, so an interrupted import can simply
         be run again. Returns how many jobs were imported.
         """
-        jobs = dlq_records.read_file(path, self.queue.options)
-        parts = self.queue._parts()
+        queue = self.queue
+        jobs = dlq_records.read_file(path, queue.options)
+        parts = queue.connected_parts()
         imported = 0
         for keys, batch in partitions.import_batches(parts, jobs):
-            imported += self.queue._run(dlq_ops.import_batch(keys, self.queue.options, batch))
+            imported += queue.run_op(dlq_ops.import_batch(keys, queue.options, batch))
         return imported

@@ -58,6 +58,18 @@ class SyncQueue(QueueBase):
         """This queue's dead-letter set: list, replay, drop, kill, export, import."""
         return SyncDeadLetters(self)
 
+    def run_op(self, op: ops.Op[T]) -> T:
+        """Run one of conveyor's operations on this queue's connection.
+
+        The seam for conveyor's own faces over a queue (its dead-letter set, the dashboard),
+        so they need none of its private parts; application code uses the methods instead.
+        """
+        return self._run(op)
+
+    def connected_parts(self) -> list[QueueKeys]:
+        """The keys of each partition, connecting first if needed (see :meth:`run_op`)."""
+        return self._parts()
+
     def _run(self, op: ops.Op[T]) -> T:
         transport = self._transport or self._connect()
         return transport.run(op)
@@ -188,7 +200,8 @@ class SyncQueue(QueueBase):
 
         A partitioned queue keeps its schedules, and their jobs, in its first partition.
         """
-        return self._run(schedules.upsert((self._parts())[0], schedule, self.options))
+        self._parts()
+        return self._run(self._schedule_op(schedule))
 
     def unschedule(self, schedule_id: str) -> bool:
         """Remove a schedule; ``False`` if there was none."""

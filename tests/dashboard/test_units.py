@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
-from conveyor.dashboard import present
+from conveyor import defaults
+from conveyor.dashboard import params, present
 from conveyor.dashboard.chart import throughput_svg
 from conveyor.metrics import MinuteStats
 
@@ -61,3 +65,35 @@ def test_partitions_are_named_as_their_queue() -> None:
     assert as_logical("emails~4", partitioned) == "emails~4"  # not one of its partitions
     assert as_logical("other~0", partitioned) == "other~0"  # a plain queue of that name
     assert present.partition("emails~3") == "3" and present.partition("emails") == ""
+
+
+def _get(query: str) -> Request:
+    return Request({"type": "http", "method": "GET", "path": "/", "query_string": query.encode(),
+                    "headers": []})  # fmt: skip
+
+
+def _refused(call: Callable[..., object], *args: object) -> str:
+    with pytest.raises(HTTPException) as caught:
+        call(*args)
+    assert caught.value.status_code == 400
+    return caught.value.detail
+
+
+def test_request_inputs_are_read_and_refused_in_one_place() -> None:
+    assert params.limit_param(_get("")) == params.PAGE_SIZE
+    assert params.limit_param(_get("limit=0")) == params.PAGE_SIZE
+    assert params.limit_param(_get("limit=9999")) == params.MAX_PAGE_SIZE
+    assert "limit must be >= 0" in _refused(params.limit_param, _get("limit=-1"))
+    assert params.state_param(_get("state=dead")).value == "dead"
+    assert "state must be one of" in _refused(params.state_param, _get("state=lost"))
+    assert params.job_name_param(_get("name=+send+")) == "send"
+    assert params.dead_filter({"reason": "killed", "name": " "}).reason == "killed"
+    assert "bored" in _refused(params.dead_filter, {"reason": "bored"})
+    assert params.body_ids({}) is None and params.body_ids({"ids": ["a"]}) == ["a"]
+    assert "list of job ids" in _refused(params.body_ids, {"ids": "a"})
+    too_many = {"ids": [str(i) for i in range(defaults.API_MAX_IDS + 1)]}
+    assert "at most" in _refused(params.body_ids, too_many)
+    assert params.flag({"dry_run": True}, "dry_run") and not params.flag({}, "all")
+    assert '"all" must be true or false' in _refused(params.flag, {"all": "true"}, "all")
+    assert params.edited_payload('{"a": 1}') == {"a": 1}
+    assert "edited payload" in _refused(params.edited_payload, "{nope")

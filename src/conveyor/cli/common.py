@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from conveyor import connection
+from conveyor import connection, defaults
 from conveyor.keys import validate_queue_name
 from conveyor.sync_queue import SyncQueue
 from conveyor.transport import SyncTransport
@@ -43,6 +43,16 @@ def queue_argument(*, many: bool = False) -> Callable[[F], F]:
     if many:
         return click.argument("queues", metavar="[QUEUE]...", nargs=-1, callback=_queue_names)
     return click.argument("queue", callback=_queue_names)
+
+
+#: ``--priority``, as enqueue and schedule add take it.
+priority_option = click.option(
+    "--priority",
+    type=click.IntRange(defaults.PRIORITY_MIN, defaults.PRIORITY_MAX),
+    default=defaults.PRIORITY,
+    show_default=True,
+    help="Higher runs first.",
+)
 
 
 @contextmanager

@@ -75,7 +75,7 @@ def dashboard(url: str | None, host: str, port: int, token: str | None,
             f"pass --token (or {defaults.DASHBOARD_TOKEN_ENV}) or --basic-auth"
         )
     try:
-        from conveyor.dashboard import create_app  # it imports the CLI's renderers
+        from conveyor.dashboard import create_app  # jinja2 and the templates only when serving
 
         app = create_app(url, queues=queues or None, read_only=read_only, token=token,
                          basic_auth=basic_auth)  # fmt: skip

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor import demo as demo_app
+from conveyor.cli import demo_app
 from conveyor.cli.common import url_option
 
 __all__ = ["demo"]

@@ -28,7 +28,8 @@ from rich.text import Text
 
 from conveyor import dlq_ops
 from conveyor.cli.common import json_option, open_queue, queue_argument, url_option
-from conveyor.cli.render import echo_json, job_builtins, timestamp
+from conveyor.cli.render import echo_json, timestamp
+from conveyor.display import job_builtins
 from conveyor.dlq_ops import BulkResult, DeadFilter
 from conveyor.durations import parse_duration
 from conveyor.errors import ConveyorError, DeadImportError, JobStateError

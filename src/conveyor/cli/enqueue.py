@@ -8,9 +8,15 @@ from typing import Any
 import click
 import msgspec
 
-from conveyor import defaults
-from conveyor.cli.common import json_option, open_queue, queue_argument, url_option
-from conveyor.cli.render import echo_json, job_builtins
+from conveyor.cli.common import (
+    json_option,
+    open_queue,
+    priority_option,
+    queue_argument,
+    url_option,
+)
+from conveyor.cli.render import echo_json
+from conveyor.display import job_builtins
 
 __all__ = ["enqueue"]
 
@@ -31,13 +37,7 @@ def _payload(ctx: click.Context, param: click.Parameter, value: str | None) -> A
 @click.argument("payload", metavar="[PAYLOAD_JSON]", required=False, callback=_payload)
 @click.option("--id", "job_id", default=None, help="Job id; enqueuing an existing id is a no-op.")
 @click.option("--delay", type=click.FloatRange(min=0), default=None, help="Run after S seconds.")
-@click.option(
-    "--priority",
-    type=click.IntRange(defaults.PRIORITY_MIN, defaults.PRIORITY_MAX),
-    default=defaults.PRIORITY,
-    show_default=True,
-    help="Higher runs first.",
-)
+@priority_option
 @click.option("--attempts", type=click.IntRange(min=1), default=None, help="Most attempts.")
 @click.option(
     "--partition-key",

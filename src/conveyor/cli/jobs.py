@@ -12,23 +12,17 @@ from rich.text import Text
 
 from conveyor import partitions
 from conveyor.cli.common import connect, json_option, queue_argument, url_option
-from conveyor.cli.render import age, echo_json, job_builtins, job_error, timestamp
+from conveyor.cli.render import echo_json, job_error, timestamp
+from conveyor.display import ago, job_builtins
 from conveyor.job import Job, JobState
+from conveyor.states import STATE_INFO
 from conveyor.stored import describe
 
 __all__ = ["job", "jobs"]
 
-_STATE_STYLE = {
-    JobState.WAITING: "cyan",
-    JobState.DELAYED: "blue",
-    JobState.ACTIVE: "yellow",
-    JobState.COMPLETED: "green",
-    JobState.DEAD: "red",
-}
-
 
 def _style(state: JobState) -> str:
-    return _STATE_STYLE.get(state, "magenta")
+    return STATE_INFO[state].style
 
 
 @click.command()
@@ -76,7 +70,7 @@ def _jobs_text(found: list[Job]) -> Text:
     """Aligned columns, one line per job, and the error of a failed job on a line below."""
     rows = [
         (item.id, item.name, item.state.value, f"{item.attempt}/{item.max_attempts}",
-         age(item.created_at))
+         ago(item.created_at))
         for item in found
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in [_COLUMNS, *rows]) for i in range(len(_COLUMNS))]

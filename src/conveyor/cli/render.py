@@ -1,42 +1,20 @@
-"""How the CLI shows things: JSON documents, timestamps, and short texts for tables."""
+"""How the CLI shows things: JSON documents, timestamps, and short texts for tables.
+
+What the dashboard shows the same way (durations, ages, jobs as JSON) is in
+:mod:`conveyor.display`.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 import click
 import msgspec
 
-from conveyor import codec
-from conveyor.errors import PayloadError
 from conveyor.job import Job
 
-__all__ = ["age", "echo_json", "job_builtins", "job_error", "timestamp"]
-
-#: Raw JSON fields of a job and the names they are shown under, decoded.
-_DECODED = {"raw_payload": "payload", "raw_result": "result", "raw_progress": "progress"}
-
-
-def _decoded(raw: bytes | None) -> Any:
-    if raw is None:
-        return None
-    try:
-        return codec.decode(raw)
-    except PayloadError:  # stored by something else than Conveyor: show it as text
-        return raw.decode("utf-8", "replace")
-
-
-def job_builtins(job: Job) -> dict[str, Any]:
-    """The job as JSON-ready values, with its payload and result decoded (not base64)."""
-    out: dict[str, Any] = {}
-    for key, value in msgspec.to_builtins(job).items():
-        if key in _DECODED:
-            out[_DECODED[key]] = _decoded(getattr(job, key))
-        else:
-            out[key] = value
-    return out
+__all__ = ["echo_json", "job_error", "timestamp"]
 
 
 def echo_json(value: Any) -> None:
@@ -49,17 +27,6 @@ def timestamp(seconds: float | None) -> str:
     if seconds is None:
         return ""
     return dt.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def age(seconds: float | None, now: float | None = None) -> str:
-    """How long ago a Unix time was, briefly: ``42s``, ``5m``, ``3h``, ``2d``."""
-    if seconds is None:
-        return ""
-    ago = max(0.0, (time.time() if now is None else now) - seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if ago >= size:
-            return f"{int(ago // size)}{unit} ago"
-    return f"{int(ago)}s ago"
 
 
 def job_error(job: Job, width: int = 100) -> str:

@@ -10,8 +10,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from conveyor import codec, defaults
-from conveyor.cli.common import json_option, open_queue, queue_argument, url_option
+from conveyor import codec
+from conveyor.cli.common import (
+    json_option,
+    open_queue,
+    priority_option,
+    queue_argument,
+    url_option,
+)
 from conveyor.cli.render import echo_json, timestamp
 from conveyor.schedules import Schedule, describe
 
@@ -66,13 +72,7 @@ def list_schedules(queue: str, url: str | None, as_json: bool, upcoming: int) ->
 @click.option("--cron", default=None, help='A cron expression, e.g. "*/5 * * * *".')
 @click.option("--every", default=None, callback=_seconds, help="An interval: 30s, 5m, 2h.")
 @click.option("--tz", "timezone", default="UTC", show_default=True, help="Time zone of --cron.")
-@click.option(
-    "--priority",
-    type=click.IntRange(defaults.PRIORITY_MIN, defaults.PRIORITY_MAX),
-    default=defaults.PRIORITY,
-    show_default=True,
-    help="Higher runs first.",
-)
+@priority_option
 @click.option("--no-catch-up", is_flag=True, help="Skip ticks missed while no worker ran.")
 @url_option
 @json_option

@@ -71,7 +71,10 @@ def status(data_dir: Path | None, as_json: bool) -> None:
 
     Exits with status 1 when the server is not running.
     """
-    info = server_status(data_dir or default_data_dir())
+    try:
+        info = server_status(data_dir or default_data_dir())
+    except EmbeddedServerError as exc:
+        raise click.ClickException(str(exc)) from exc
     if as_json:
         fields = dataclasses.asdict(info)
         fields.update(data_dir=str(info.data_dir), socket_path=str(info.socket_path))

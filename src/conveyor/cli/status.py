@@ -17,18 +17,18 @@ from rich.table import Table
 from conveyor import connection, ops, partitions
 from conveyor.cli.common import connect, json_option, queue_argument, url_option
 from conveyor.cli.render import echo_json
+from conveyor.display import duration
 from conveyor.health import ServerSafety, server_safety
-from conveyor.job import JobState
 from conveyor.metrics import QueueMetrics
+from conveyor.states import STATES
 from conveyor.transport import SyncTransport
 
 __all__ = ["status"]
 
 #: The states counted per queue, in lifecycle order.
-_STATES = [s.value for s in JobState]
+_STATES = [info.name for info in STATES]
 #: The states the compact table (for narrow terminals) shows: what is still to be done.
-_COMPACT_STATES = [JobState.WAITING.value, JobState.DELAYED.value, JobState.ACTIVE.value,
-                   JobState.DEAD.value]  # fmt: skip
+_COMPACT_STATES = [info.name for info in STATES if info.outstanding]
 
 
 @click.command()
@@ -112,15 +112,6 @@ def _server_builtins(url: str, safety: ServerSafety) -> dict[str, Any]:
     }
 
 
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if value >= size:
-            return f"{int(value // size)}{unit}"
-    return f"{value:.0f}s"
-
-
 class _Fitting:
     """The first of its tables that fits the terminal's width, else the last one."""
 
@@ -164,7 +155,7 @@ def _compact_table(snapshots: list[QueueMetrics]) -> Table:
     for m in snapshots:
         numbers = [str(getattr(m.counts, state)) for state in _COMPACT_STATES]
         table.add_row(_queue_label(m, paused=True), *numbers, str(len(m.workers)),
-                      str(m.completed_last_minute()), _seconds(m.oldest_waiting_age))  # fmt: skip
+                      str(m.completed_last_minute()), duration(m.oldest_waiting_age))  # fmt: skip
     return table
 
 
@@ -184,7 +175,7 @@ def _counts_table(snapshots: list[QueueMetrics]) -> Table:
         paused = "[yellow]paused[/]" if c.paused else "no"
         table.add_row(
             _queue_label(m), *numbers, paused, str(len(m.workers)), str(m.completed_last_minute()),
-            _seconds(m.oldest_waiting_age), _seconds(m.oldest_dead_age),
+            duration(m.oldest_waiting_age), duration(m.oldest_dead_age),
         )  # fmt: skip
     return table
 

@@ -7,20 +7,16 @@ matching a filter first shows a confirmation stating how many jobs it would touc
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.datastructures import FormData
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from conveyor import codec, defaults
 from conveyor.dashboard import present
 from conveyor.dashboard.auth import check_post
 from conveyor.dashboard.context import Dashboard
+from conveyor.dashboard.params import dead_filter, edited_payload, form_ids
 from conveyor.dlq_ops import BulkResult, DeadFilter
-from conveyor.errors import PayloadError
 from conveyor.queue import Queue
 
 VERBS = {"replay": "replayed", "drop": "dropped"}
@@ -38,21 +34,6 @@ async def bulk(
     if verb == "replay":
         return await queue.dead_letters.replay(ids, where=where, dry_run=dry_run)
     return await queue.dead_letters.drop(ids, where=where, dry_run=dry_run)
-
-
-def check_ids(ids: list[str]) -> None:
-    """Refuse (400) more job ids than one request may name."""
-    if len(ids) > defaults.API_MAX_IDS:
-        raise HTTPException(400, f"at most {defaults.API_MAX_IDS} job ids per request "
-                                 f"(got {len(ids)}); use a filter, or split the ids")  # fmt: skip
-
-
-def parse_payload(text: str) -> Any:
-    """An edited payload typed as JSON (400 if it is not JSON)."""
-    try:
-        return codec.decode(text)
-    except PayloadError as exc:
-        raise HTTPException(400, f"the edited payload is {exc}") from None
 
 
 class Actions:
@@ -102,23 +83,19 @@ class Actions:
         queue, form = await self._form(request)
         filters = present.filter_params(form)
         if form.get("scope") == "matching":
-            try:
-                where = present.dead_filter(filters)
-            except ValueError as exc:
-                raise HTTPException(400, str(exc)) from None
+            where = dead_filter(filters)
             if form.get("confirm") != "yes":
                 preview = await bulk(queue, verb, where=where, dry_run=True)
                 return self.dash.render(request, "confirm.html", queue=queue.name, verb=verb,
                                         matched=preview.matched, filters=filters)  # fmt: skip
             result = await bulk(queue, verb, where=where)
         else:
-            ids = [value for value in form.getlist("ids") if isinstance(value, str) and value]
-            check_ids(ids)
+            ids = form_ids(form)
             if not ids:
                 return self._to_dlq(request, queue.name, filters, "none", 0)
             edited = form.get("payload")
             if verb == "replay" and isinstance(edited, str):
-                result = await queue.dead_letters.replay(ids[:1], payload=parse_payload(edited))
+                result = await queue.dead_letters.replay(ids[:1], payload=edited_payload(edited))
             else:
                 result = await bulk(queue, verb, ids=ids)
             if form.get("back") == "job" and verb == "replay":

@@ -15,10 +15,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from conveyor.dashboard import present
-from conveyor.dashboard.actions import bulk, check_ids
+from conveyor.dashboard.actions import bulk
 from conveyor.dashboard.auth import check_post
 from conveyor.dashboard.context import Dashboard
-from conveyor.dashboard.pages import MAX_PAGE_SIZE, PAGE_SIZE, int_param, read_jobs, state_param
+from conveyor.dashboard.pages import read_jobs
+from conveyor.dashboard.params import (
+    body_ids,
+    dead_filter,
+    flag,
+    int_param,
+    job_name_param,
+    limit_param,
+    state_param,
+)
 from conveyor.dlq_ops import BulkResult
 from conveyor.queue import Queue
 
@@ -37,15 +46,6 @@ class JSON(Response):
 
     def render(self, content: Any) -> bytes:
         return msgspec.json.encode(content)
-
-
-def flag(body: dict[str, Any], name: str) -> bool:
-    """A boolean member of a request body (``false`` when absent); 400 if not a boolean."""
-    value = body.get(name, False)
-    if not isinstance(value, bool):
-        raise HTTPException(400, f'"{name}" must be true or false (JSON booleans), '
-                                 f"not {msgspec.json.encode(value).decode()[:40]}")  # fmt: skip
-    return value
 
 
 def bulk_builtins(result: BulkResult) -> dict[str, Any]:
@@ -93,8 +93,8 @@ class Api:
 
     async def jobs(self, request: Request) -> Response:
         queue = await self._queue(request)
-        limit = int_param(request, "limit", PAGE_SIZE, MAX_PAGE_SIZE) or PAGE_SIZE
-        job_name = request.query_params.get("name", "").strip()
+        limit = limit_param(request)
+        job_name = job_name_param(request)
         page = await read_jobs(self.dash, request, queue.name, state_param(request), limit,
                                job_name)  # fmt: skip
         return JSON({"jobs": [present.job_summary(j) for j in page.jobs],
@@ -110,11 +110,8 @@ class Api:
 
     async def dlq(self, request: Request) -> Response:
         queue = await self._queue(request)
-        try:
-            where = present.dead_filter(present.filter_params(request.query_params))
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
-        limit = int_param(request, "limit", PAGE_SIZE, MAX_PAGE_SIZE) or PAGE_SIZE
+        where = dead_filter(request.query_params)
+        limit = limit_param(request)
         page = await queue.dead_letters.list(where, cursor=int_param(request, "cursor", 0),
                                              limit=limit)  # fmt: skip
         return JSON({"jobs": [present.job_summary(j) for j in page.jobs],
@@ -151,10 +148,7 @@ class Api:
         everything, dry_run = flag(body, "all"), flag(body, "dry_run")
         if sum([ids is not None, raw_filter is not None, everything]) != 1:
             raise HTTPException(400, 'give exactly one of "ids", "filter" or "all": true')
-        if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
-            raise HTTPException(400, '"ids" must be a list of job ids')
-        if ids is not None:
-            check_ids(ids)
+        ids = body_ids(body)
         if raw_filter is not None and not isinstance(raw_filter, dict):
             raise HTTPException(400, '"filter" must be an object')
         if "payload" in body:
@@ -162,10 +156,7 @@ class Api:
                 raise HTTPException(400, '"payload" replays exactly one job: "ids": [id]')
             result = await queue.dead_letters.replay(ids, payload=body["payload"])
             return JSON(bulk_builtins(result))
-        try:
-            where = present.dead_filter(present.filter_params(raw_filter or {}))
-        except ValueError as exc:
-            raise HTTPException(400, str(exc)) from None
+        where = dead_filter(raw_filter or {})
         chosen = where if ids is None else None
         result = await bulk(queue, verb, ids=ids, where=chosen, dry_run=dry_run)
         return JSON(bulk_builtins(result))

@@ -116,7 +116,7 @@ class Backend:
 
     async def parts(self, name: str) -> list[QueueKeys]:
         """The keys of each partition of a shown queue (one for an unpartitioned queue)."""
-        return await (await self.queue(name))._parts()
+        return await (await self.queue(name)).connected_parts()
 
     async def metrics(self, name: str, window: float) -> QueueMetrics:
         """One queue's metrics over ``window`` seconds."""

@@ -19,7 +19,8 @@ from starlette.routing import Router
 from conveyor.dashboard import present
 from conveyor.dashboard.auth import AuthSettings, csrf_token, set_csrf
 from conveyor.dashboard.backend import Backend
-from conveyor.job import DeadReason, JobState
+from conveyor.job import DeadReason
+from conveyor.states import STATES
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(age=present.age, ago=present.ago, when=present.when,
                        pretty=present.pretty, partition=present.partition)  # fmt: skip
-    env.globals.update(states=[s.value for s in JobState],
+    env.globals.update(states=[info.name for info in STATES],
+                       state_info={info.name: info for info in STATES},
                        reasons=[r.value for r in DeadReason])  # fmt: skip
     return env
 

@@ -14,35 +14,16 @@ from conveyor.dashboard.auth import authenticate, route_path, same_secret, set_s
 from conveyor.dashboard.backend import CHART_WINDOW
 from conveyor.dashboard.chart import throughput_svg
 from conveyor.dashboard.context import Dashboard
+from conveyor.dashboard.params import (
+    dead_filter,
+    int_param,
+    job_name_param,
+    limit_param,
+    state_param,
+)
 from conveyor.dashboard.reads import JobsPage
 from conveyor.job import Job, JobState
 from conveyor.metrics import QueueMetrics
-
-PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
-
-
-def int_param(request: Request, name: str, default: int, high: int = 10**12) -> int:
-    """A non-negative integer query parameter (400 if it is not one)."""
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise HTTPException(400, f"{name} must be an integer") from None
-    if value < 0:
-        raise HTTPException(400, f"{name} must be >= 0")
-    return min(value, high)
-
-
-def state_param(request: Request, default: str = "waiting") -> JobState:
-    """The ``state`` query parameter (400 if it is not a state)."""
-    try:
-        return JobState(request.query_params.get("state") or default)
-    except ValueError:
-        states = ", ".join(s.value for s in JobState)
-        raise HTTPException(400, f"state must be one of {states}") from None
 
 
 async def read_jobs(
@@ -118,8 +99,8 @@ class Pages:
 
     async def _rows_context(self, request: Request, name: str) -> dict[str, Any]:
         state = state_param(request)
-        limit = int_param(request, "limit", PAGE_SIZE, MAX_PAGE_SIZE) or PAGE_SIZE
-        job_name = request.query_params.get("name", "").strip()
+        limit = limit_param(request)
+        job_name = job_name_param(request)
         page = await read_jobs(self.dash, request, name, state, limit, job_name)
         partitions = len(await self.dash.backend.parts(name))
         return {"queue": name, "state": state.value, "page": page, "cursor": page.start,
@@ -148,14 +129,14 @@ class Pages:
         queue = await self.dash.backend.queue(name)
         params = present.filter_params(request.query_params)
         cursor = int_param(request, "cursor", 0)
-        limit = int_param(request, "limit", PAGE_SIZE, MAX_PAGE_SIZE) or PAGE_SIZE
+        limit = limit_param(request)
         error = ""
         jobs: list[Job] = []
         next_cursor: int | None = None
         try:
-            where = present.dead_filter(params)
-        except ValueError as exc:
-            error = str(exc)
+            where = dead_filter(params)
+        except HTTPException as exc:  # shown above the table, not as an error page
+            error = exc.detail
         else:
             page = await queue.dead_letters.list(where, cursor=cursor, limit=limit)
             jobs, next_cursor = page.jobs, page.cursor

@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from conveyor import codec
-from conveyor.cli.render import job_builtins
+from conveyor import codec, display
+from conveyor.display import ago, job_builtins
 from conveyor.dlq_ops import DeadFilter
 from conveyor.durations import parse_duration as duration_seconds
 from conveyor.errors import PayloadError
@@ -26,6 +26,7 @@ from conveyor.metrics import QueueMetrics, WorkerInfo
 
 __all__ = [
     "age",
+    "ago",
     "dead_filter",
     "event_builtins",
     "filter_params",
@@ -41,19 +42,7 @@ __all__ = [
 
 def age(seconds: float | None) -> str:
     """A duration, briefly: ``42s``, ``5m``, ``3h``, ``2d``; an em dash for ``None``."""
-    if seconds is None:
-        return "—"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
-
-
-def ago(timestamp: float | None) -> str:
-    """How long ago a Unix time was (``5m ago``); empty for ``None``."""
-    if timestamp is None:
-        return ""
-    return age(max(0.0, time.time() - timestamp)) + " ago"
+    return display.duration(seconds, missing="—")
 
 
 def when(timestamp: float | None) -> str:

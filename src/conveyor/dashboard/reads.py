@@ -12,17 +12,16 @@ from dataclasses import dataclass
 
 from conveyor import ops, partitions
 from conveyor.events import Event, parse_event
-from conveyor.job import Job, JobState, job_from_hash
+from conveyor.job import Job, JobState
 from conveyor.keys import QUEUE_REGISTRY, QueueKeys, logical_name
 from conveyor.ops import Call, Command, Op
+from conveyor.states import STATE_INFO
 
 #: Entries a name-filtered page looks at, at most, before handing back a cursor.
 NAME_SCAN = 2000
 _CHUNK = 500
 #: Newest events of a queue read to build one job's timeline.
 EVENTS_SCAN = 2000
-#: States listed in the order their jobs will run or expire; finished states list newest first.
-PENDING = (JobState.WAITING, JobState.DELAYED, JobState.ACTIVE)
 #: In a partitioned queue's cursor, a partition with nothing more to list.
 _DONE = "-"
 
@@ -110,7 +109,7 @@ def _scan_named(
 ) -> Op[_Found]:
     """Up to ``limit`` ids of jobs named ``name``, looking at no more than ``budget``."""
     wanted = name.encode()
-    order = "ZRANGE" if state in PENDING else "ZREVRANGE"
+    order = "ZREVRANGE" if STATE_INFO[state].newest_first else "ZRANGE"
     chunk = min(_CHUNK, budget)
     matched: list[tuple[int, str]] = []
     position = cursor
@@ -132,7 +131,7 @@ def _scan_named(
 
 def _scan(keys: QueueKeys, state: JobState, cursor: int, limit: int) -> Op[_Found]:
     """The ids of the ``limit`` jobs from position ``cursor`` (one ranged read)."""
-    order = "ZRANGE" if state in PENDING else "ZREVRANGE"
+    order = "ZREVRANGE" if STATE_INFO[state].newest_first else "ZRANGE"
     (ids,) = yield [Command((order, keys.key(state.value), cursor, cursor + limit - 1))]
     found = [(cursor + i, raw.decode()) for i, raw in enumerate(ids)]
     return _Found(found, cursor + len(ids) if len(ids) == limit else None, len(ids))
@@ -162,7 +161,7 @@ def parts_page(
     found = [_Found([], None, 0)] * len(parts)
     for (index, _), one in zip(live, scans, strict=True):
         found[index] = one
-    calls: list[Call] = [Command(("HGETALL", parts[index].job(job_id)))
+    calls: list[Call] = [ops.read_job(parts[index], job_id)
                          for index, one in enumerate(found) for _, job_id in one.ids]  # fmt: skip
     replies = (yield calls) if calls else []
     lists: list[list[tuple[int, int, Job]]] = []
@@ -170,9 +169,8 @@ def parts_page(
         mine, replies = replies[: len(one.ids)], replies[len(one.ids) :]
         pairs = zip(one.ids, mine, strict=True)
         queue = parts[index].queue
-        lists.append([(index, at, job_from_hash(queue, fields, job_id=job_id, state=state))
-                      for (at, job_id), fields in pairs
-                      if fields])  # fmt: skip
+        lists.append([(index, at, job) for (at, _), reply in pairs
+                      if (job := ops.job_read(queue, reply)) is not None])  # fmt: skip
     order = partitions.order_of(state)
     kept = list(heapq.merge(*lists, key=lambda row: order(row[2])))[:limit]
     taken = [0] * len(parts)
@@ -190,11 +188,11 @@ def parts_page(
 def _fetch(keys: QueueKeys, ids: list[str]) -> Op[list[Job]]:
     if not ids:
         return []
-    replies = yield [Command(("HGETALL", keys.job(job_id))) for job_id in ids]
+    replies = yield [ops.read_job(keys, job_id) for job_id in ids]
     return [
-        job_from_hash(keys.queue, fields, job_id=job_id)
-        for job_id, fields in zip(ids, replies, strict=True)
-        if fields
+        job
+        for job_id, reply in zip(ids, replies, strict=True)
+        if (job := ops.job_read(keys.queue, reply, job_id)) is not None
     ]
 
 

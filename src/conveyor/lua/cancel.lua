@@ -9,6 +9,7 @@ RETURNS: 'cancelled', 'requested' (active), the unchanged state of a finished jo
 ]]
 -- @include time
 -- @include events
+-- @include queued
 -- @include waiting
 local job = job_key .. id
 local state = redis.call('HGET', job, 'state')
@@ -18,7 +19,7 @@ if state == 'active' then
   emit(events_key, events_maxlen, 'cancel_requested', id)
   return 'requested'
 end
-if state ~= 'waiting' and state ~= 'delayed' then return state end
+if not queued(state) then return state end
 local now = now_ms()
 from_waiting(id)
 redis.call('ZREM', delayed_key, id)

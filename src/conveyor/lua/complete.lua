@@ -1,7 +1,7 @@
 --[[
 complete: acknowledge finished jobs; a job whose lock token no longer matches is refused.
 KEYS: meta active completed events metrics marker group_active job
-ARGV: #events_maxlen #keep_count #keep_age_ms #metrics_ttl_ms ...jobs
+ARGV: #events_maxlen #keep_count #keep_age_ms #metrics_ttl_ms ...jobs*4
   jobs: 4 values per job: id token result (JSON) duration_bucket. A job's own options may
   say keep_ms. Completions are counted in the per-minute metrics.
 RETURNS: {ids refused because the worker no longer held their lock, ids of those whose
@@ -11,7 +11,7 @@ RETURNS: {ids refused because the worker no longer held their lock, ids of those
 -- @include events
 -- @include retention
 -- @include metrics
--- @include group_slots
+-- @include let_go
 -- @include fields
 local now = now_ms()
 local refused = {}
@@ -21,15 +21,13 @@ local buckets = {}
 for i = jobs_start, #ARGV, 4 do
   local id = ARGV[i]
   local job = job_key .. id
-  local held = redis.call('HMGET', job, 'token', 'keep_ms', 'group')
   -- The token first: a job whose lock this worker lost must not leave active here.
-  if held[1] ~= ARGV[i + 1] or redis.call('ZREM', active_key, id) == 0 then
+  local held, keep_ms = let_go(id, ARGV[i + 1], 'keep_ms')
+  if not held then
     refused[#refused + 1] = id
-    if not held[1] and redis.call('EXISTS', job) == 0 then missing[#missing + 1] = id end
+    if redis.call('EXISTS', job) == 0 then missing[#missing + 1] = id end
   else
-    redis.call('HDEL', job, 'token')
-    group_release(held[3])
-    local keep = held[2] and whole(held[2]) or keep_age_ms
+    local keep = keep_ms and whole(keep_ms) or keep_age_ms
     if keep <= 0 then
       redis.call('DEL', job)
     else
@@ -46,5 +44,5 @@ count_metrics(meta_key, metrics_key, now, metrics_ttl_ms, 'completed', done, buc
 if done > 0 and redis.call('HEXISTS', meta_key, 'concurrency_max') == 1 then
   wake(marker_key)  -- a worker held back by the concurrency limit may start a job now
 end
-trim_finished(completed_key, job_key, now, keep_count)
+trim_finished(completed_key, now, keep_count)
 return {refused, missing}

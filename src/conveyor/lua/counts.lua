@@ -1,18 +1,28 @@
 --[[
 counts: the number of jobs in each state, whether the queue is paused, and live workers.
-KEYS: meta waiting delayed active completed dead workers cancelled
+KEYS: meta @states workers
 ARGV:
-RETURNS: {waiting, delayed, active, completed, dead, paused (0/1), workers, cancelled}
+RETURNS: {name, value, ...}: every state (see conveyor.states) with its number of jobs,
+  then 'paused' (0/1) and 'workers'
 ]]
 -- @include time
 local now = now_ms()
-return {
-  redis.call('ZCARD', waiting_key) + tonumber(redis.call('HGET', meta_key, 'grouped') or 0),
-  redis.call('ZCARD', delayed_key),
-  redis.call('ZCARD', active_key),
-  redis.call('ZCOUNT', completed_key, now, '+inf'),
-  redis.call('ZCOUNT', dead_key, now, '+inf'),
-  redis.call('HGET', meta_key, 'paused') == '1' and 1 or 0,
-  redis.call('ZCOUNT', workers_key, now, '+inf'),
-  redis.call('ZCOUNT', cancelled_key, now, '+inf'),
-}
+local out = {}
+for _, s in ipairs(job_states) do
+  local count
+  if s.terminal then  -- scored by expiry: count the jobs not yet expired
+    count = redis.call('ZCOUNT', s.key, now, '+inf')
+  else
+    count = redis.call('ZCARD', s.key)
+  end
+  if s.name == 'waiting' then  -- waiting jobs of a group wait in their group's set
+    count = count + tonumber(redis.call('HGET', meta_key, 'grouped') or 0)
+  end
+  out[#out + 1] = s.name
+  out[#out + 1] = count
+end
+out[#out + 1] = 'paused'
+out[#out + 1] = redis.call('HGET', meta_key, 'paused') == '1' and 1 or 0
+out[#out + 1] = 'workers'
+out[#out + 1] = redis.call('ZCOUNT', workers_key, now, '+inf')
+return out

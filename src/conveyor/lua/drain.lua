@@ -5,16 +5,10 @@ ARGV: #events_maxlen #batch
 RETURNS: the number of jobs removed by this call
 ]]
 -- @include events
+-- @include delete_jobs
 local removed = 0
 for _, set in ipairs({waiting_key, delayed_key}) do
-  local ids = redis.call('ZRANGE', set, 0, batch - removed - 1)
-  for _, id in ipairs(ids) do
-    redis.call('DEL', job_key .. id)
-  end
-  if #ids > 0 then
-    redis.call('ZREM', set, unpack(ids))
-    removed = removed + #ids
-  end
+  removed = removed + delete_jobs(set, redis.call('ZRANGE', set, 0, batch - removed - 1))
   if removed >= batch then break end
 end
 -- Grouped waiting jobs, group by group.
@@ -22,14 +16,10 @@ while removed < batch do
   local group = redis.call('ZRANGE', groups_key, 0, 0)[1]
   if not group then break end
   local set = group_waiting_key .. group
-  local ids = redis.call('ZRANGE', set, 0, batch - removed - 1)
-  for _, id in ipairs(ids) do
-    redis.call('DEL', job_key .. id)
-  end
-  if #ids > 0 then
-    redis.call('ZREM', set, unpack(ids))
-    redis.call('HINCRBY', meta_key, 'grouped', -#ids)
-    removed = removed + #ids
+  local deleted = delete_jobs(set, redis.call('ZRANGE', set, 0, batch - removed - 1))
+  if deleted > 0 then
+    redis.call('HINCRBY', meta_key, 'grouped', -deleted)
+    removed = removed + deleted
   end
   if redis.call('ZCARD', set) == 0 then redis.call('ZREM', groups_key, group) end
 end

@@ -11,16 +11,20 @@ ARGV: #events_maxlen ...batches
         that key (for dedup_ms) is returned instead ('throttle'), or gets this payload and
         due time ('debounce'). A job with a group waits in its group's set (fair fetch,
         group limits).
-RETURNS: {codes, state, id, state, id, ...}: codes has one letter per job, 'w' or 'd' for a
-  job created waiting or delayed, '-' for a job not created, whose state and id (the
-  existing job's, or the deduplication holder's) follow in order
+RETURNS: {codes, fresh, state, id, state, id, ...}: codes has one letter per job, 'w' or 'd'
+  for a job created waiting or delayed, '-' for a job not created, whose state and id (the
+  existing job's, or the deduplication holder's) follow in order. fresh is 1 when the queue
+  has no 'registered' mark in its meta hash (new, or obliterated since): the caller then
+  registers the queue again (the registry and the partition count are global keys, out of
+  a script's reach) and only then sets the mark, so a caller that fails half-way leaves
+  the next enqueue to try again.
 ]]
 -- @include time
 -- @include events
 -- @include add_job
 local now = now_ms()
 local woke = false
-local codes, out = {}, {''}
+local codes, out = {}, {'', 1 - redis.call('HEXISTS', meta_key, 'registered')}
 pending_waiting = {}
 events_trim_every = 100  -- a batch trims its events every 100 appends
 for b = batches_start, #ARGV do

@@ -3,7 +3,7 @@ extend_locks: renew the locks of a worker's active jobs in one call, record the 
 heartbeat (and, in handlers, that the job names it has handlers for are known by a live
 worker until the heartbeat expires), and forget workers whose heartbeat expired.
 KEYS: active workers worker_info handlers job
-ARGV: #lock_ttl_ms worker_id #heartbeat_ttl_ms info ...jobs
+ARGV: #lock_ttl_ms worker_id #heartbeat_ttl_ms info ...jobs*2
   info: the worker's JSON self-description (stored in worker_info), with its job names
   under "handlers";
   jobs: 2 values per job: id token

@@ -55,5 +55,5 @@ emit(events_key, events_maxlen, 'dead', id, 'reason', reason)
 count_metrics(meta_key, metrics_key, now, metrics_ttl_ms, 'dead', 1, {})
 if redis.call('HEXISTS', meta_key, 'concurrency_max') == 1 then wake(marker_key) end
 if route == 1 then redis.call('RPUSH', dead_outbox_key, id) end
-trim_finished(dead_key, job_key, now, dead_keep_count)
+trim_finished(dead_key, now, dead_keep_count)
 return 'dead'

@@ -15,5 +15,5 @@ local now = now_ms()
 redis.call('HSET', job, 'state', 'cancelled', 'finished_ms', now)
 redis.call('ZADD', cancelled_key, int(now + keep_ms), id)
 emit(events_key, events_maxlen, 'cancelled', id)
-trim_finished(cancelled_key, job_key, now, keep_count)
+trim_finished(cancelled_key, now, keep_count)
 return 1

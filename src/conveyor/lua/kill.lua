@@ -6,13 +6,12 @@ RETURNS: 1 if killed, 0 if no such job; error CONVEYOR_STATE if it is not waitin
 ]]
 -- @include time
 -- @include events
+-- @include queued
 -- @include waiting
 local job = job_key .. id
-local state = redis.call('HGET', job, 'state')
+local state, refused = queued_state(id)
+if refused then return refused end
 if not state then return 0 end
-if state ~= 'waiting' and state ~= 'delayed' then
-  return redis.error_reply('CONVEYOR_STATE job ' .. id .. ' is ' .. state)
-end
 local now = now_ms()
 from_waiting(id)
 redis.call('ZREM', delayed_key, id)

@@ -1,13 +1,16 @@
 --[[
 list_dead: scan the dead-letter set newest first from `cursor`, looking at no more than
-`scan` entries, and return the jobs that match every given filter (empty = any).
+`scan` entries, and return the jobs that match every given filter (empty = any). Jobs past
+their retention (expiry score behind the server's clock) are left out, as counts does.
 KEYS: dead job
 ARGV: #cursor #scan #want #ids_only reason name error_type #since_ms #until_ms
   since_ms / until_ms bound the time the job died (0 = unbounded).
 RETURNS: {next_cursor (-1 at the end), each matching job: its id if ids_only, else its
   hash as field/value pairs}
 ]]
-local ids = redis.call('ZREVRANGE', dead_key, cursor, cursor + scan - 1)
+-- @include time
+local ids = redis.call('ZRANGE', dead_key, '+inf', now_ms(), 'BYSCORE', 'REV', 'LIMIT',
+  cursor, scan)
 local out = {-1}
 local looked = 0
 local matched = 0

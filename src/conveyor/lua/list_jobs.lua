@@ -1,20 +1,24 @@
 --[[
 list_jobs: one page of the jobs in a state, each as its full hash (flattened pairs).
-waiting, delayed and active list in the order they will run or expire; completed and dead
-list newest first.
-KEYS: waiting delayed active completed dead cancelled job
+Pending states list in the order their jobs will run or expire; finished states list newest
+first (see conveyor.states), without the jobs past their retention (their expiry score is
+behind the server's clock; counts leaves them out too), even before a later transition
+trims them.
+KEYS: @states job
 ARGV: state #offset #limit
 RETURNS: {hash pairs of job 1, hash pairs of job 2, ...}
 ]]
-local sets = {waiting = waiting_key, delayed = delayed_key, active = active_key,
-  completed = completed_key, dead = dead_key, cancelled = cancelled_key}
-local set = sets[state]
-if not set then return redis.error_reply('CONVEYOR_STATE unknown state ' .. state) end
+-- @include time
+local listed = job_state[state]
+if not listed then return redis.error_reply('CONVEYOR_STATE unknown state ' .. state) end
 local ids
-if state == 'completed' or state == 'dead' or state == 'cancelled' then
-  ids = redis.call('ZREVRANGE', set, offset, offset + limit - 1)
+if listed.terminal then
+  ids = redis.call('ZRANGE', listed.key, '+inf', now_ms(), 'BYSCORE', 'REV', 'LIMIT', offset,
+    limit)
+elseif listed.newest_first then
+  ids = redis.call('ZREVRANGE', listed.key, offset, offset + limit - 1)
 else
-  ids = redis.call('ZRANGE', set, offset, offset + limit - 1)
+  ids = redis.call('ZRANGE', listed.key, offset, offset + limit - 1)
 end
 local out = {}
 for _, id in ipairs(ids) do

@@ -2,7 +2,7 @@
 release: hand jobs back to the front of their priority in waiting without spending an
 attempt (a worker shutting down, or giving back work it cannot start).
 KEYS: meta waiting active events marker groups group_waiting group_active job
-ARGV: #events_maxlen ...jobs
+ARGV: #events_maxlen ...jobs*2
   jobs: 2 values per job: id token
 RETURNS: the number of jobs handed back
 ]]

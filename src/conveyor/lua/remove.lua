@@ -1,6 +1,6 @@
 --[[
 remove: delete a job that is not active.
-KEYS: meta waiting delayed completed dead cancelled events groups group_waiting job
+KEYS: meta @idle_states events groups group_waiting job
 ARGV: #events_maxlen id
 RETURNS: 1 if removed, 0 if there is no such job; error CONVEYOR_ACTIVE if it is active
 ]]
@@ -14,8 +14,8 @@ if state == 'active' then
   return redis.error_reply('CONVEYOR_ACTIVE job ' .. id .. ' is active')
 end
 from_waiting(id)
-for _, set in ipairs({delayed_key, completed_key, dead_key, cancelled_key}) do
-  redis.call('ZREM', set, id)
+for _, s in ipairs(job_states) do  -- every state but active: a job in two sets leaves both
+  if s.name ~= 'waiting' then redis.call('ZREM', s.key, id) end
 end
 redis.call('DEL', job)
 emit(events_key, events_maxlen, 'removed', id, 'state', state)

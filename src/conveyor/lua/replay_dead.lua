@@ -6,7 +6,7 @@ could not run or that could not be placed (no name or payload; band, priority or
 max_attempts missing or not an integer in range; timeout_ms, created_ms or started_ms not
 a whole number; options not a JSON object) stays dead, and the reply says why.
 KEYS: meta waiting dead events marker groups group_waiting job
-ARGV: #events_maxlen #band_min #band_max #priority_min #priority_max #attempts_max ...jobs
+ARGV: #events_maxlen #band_min #band_max #priority_min #priority_max #attempts_max ...jobs*2
   jobs: 2 values per job: id payload ('' keeps the stored payload)
 RETURNS: {replayed ids, refused} where refused is id, why, id, why, ...
 ]]

@@ -2,7 +2,7 @@
 report: store progress and log lines that running handlers reported, for jobs the worker
 still holds; progress changes are events.
 KEYS: events job
-ARGV: #events_maxlen #max_log_bytes ...reports
+ARGV: #events_maxlen #max_log_bytes ...reports*4
   reports: 4 values per job: id token progress (JSON, '' for none) logs ('' for none;
   lines ending in newlines). Logs keep their newest max_log_bytes, cut at a line start.
 RETURNS: the ids that were refused because the worker no longer held their lock

@@ -6,13 +6,12 @@ RETURNS: the job's new state; error CONVEYOR_STATE if not waiting/delayed, false
 ]]
 -- @include time
 -- @include events
+-- @include queued
 -- @include add_job
 local job = job_key .. id
-local state = redis.call('HGET', job, 'state')
+local state, refused = queued_state(id)
+if refused then return refused end
 if not state then return false end
-if state ~= 'waiting' and state ~= 'delayed' then
-  return redis.error_reply('CONVEYOR_STATE job ' .. id .. ' is ' .. state)
-end
 local now = now_ms()
 from_waiting(id)
 redis.call('ZREM', delayed_key, id)

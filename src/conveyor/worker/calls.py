@@ -136,8 +136,10 @@ def fetch(
     taken (to be buried as unknown) only once no live worker has known its name for
     ``unknown_job_grace`` seconds."""
     return call(
-        "fetch", keys, options.events_maxlen, count, worker_id, token_base, lock_ttl_ms, 1000,
-        round(unknown_job_grace * 1000), defaults.FETCH_SCAN_LIMIT, *names,
+        "fetch", keys, events_maxlen=options.events_maxlen, count=count, worker_id=worker_id,
+        token_base=token_base, lock_ttl_ms=lock_ttl_ms, promote_limit=1000,
+        unknown_grace_ms=round(unknown_job_grace * 1000),
+        scan_limit=defaults.FETCH_SCAN_LIMIT, names=names,
     )  # fmt: skip
 
 
@@ -151,12 +153,11 @@ def complete(
     keys: QueueKeys, options: QueueOptions, done: Iterable[tuple[str, str, bytes, int]]
 ) -> ScriptCall:
     """Acknowledge (id, token, result, duration bucket) tuples."""
-    args: list[Any] = []
-    for item in done:
-        args += item
     return call(
-        "complete", keys, options.events_maxlen, options.completed_keep_count,
-        round(options.completed_keep_age * 1000), _metrics_ttl(options), *args,
+        "complete", keys, events_maxlen=options.events_maxlen,
+        keep_count=options.completed_keep_count,
+        keep_age_ms=round(options.completed_keep_age * 1000),
+        metrics_ttl_ms=_metrics_ttl(options), jobs=done,
     )  # fmt: skip
 
 
@@ -171,11 +172,13 @@ def fail(
     """Record a failed attempt; retry it after ``delay`` (at the front of its priority with
     ``front``, else behind the jobs waiting) or bury it for ``reason``."""
     return call(
-        "fail", keys, options.events_maxlen, options.dead_keep_count,
-        round(options.dead_keep_age * 1000), claim.id, claim.token,
-        "retry" if retry else "dead", round(delay * 1000), 1 if front else 0, reason,
-        attempt_record, error,
-        1 if options.dead_letter_queue else 0, _metrics_ttl(options),
+        "fail", keys, events_maxlen=options.events_maxlen,
+        dead_keep_count=options.dead_keep_count,
+        dead_keep_age_ms=round(options.dead_keep_age * 1000), id=claim.id, token=claim.token,
+        decision="retry" if retry else "dead", delay_ms=round(delay * 1000),
+        front=1 if front else 0, reason=reason, attempt_record=attempt_record,
+        last_error=error, route=1 if options.dead_letter_queue else 0,
+        metrics_ttl_ms=_metrics_ttl(options),
     )  # fmt: skip
 
 
@@ -183,17 +186,16 @@ def report(
     keys: QueueKeys, options: QueueOptions, reports: Iterable[tuple[str, str, bytes, bytes]]
 ) -> ScriptCall:
     """Store (id, token, progress JSON, log lines) reported by running handlers."""
-    args: list[Any] = []
-    for item in reports:
-        args += item
-    return call("report", keys, options.events_maxlen, defaults.MAX_LOG_BYTES, *args)
+    return call("report", keys, events_maxlen=options.events_maxlen,
+                max_log_bytes=defaults.MAX_LOG_BYTES, reports=reports)  # fmt: skip
 
 
 def finish_cancelled(keys: QueueKeys, options: QueueOptions, claim: Claim) -> ScriptCall:
     """Record a running job as cancelled (its lock token is checked)."""
     return call(
-        "finish_cancelled", keys, options.events_maxlen, options.completed_keep_count,
-        round(options.completed_keep_age * 1000), claim.id, claim.token,
+        "finish_cancelled", keys, events_maxlen=options.events_maxlen,
+        keep_count=options.completed_keep_count,
+        keep_ms=round(options.completed_keep_age * 1000), id=claim.id, token=claim.token,
     )  # fmt: skip
 
 
@@ -201,34 +203,33 @@ def rate_limited(
     keys: QueueKeys, options: QueueOptions, claim: Claim, seconds: float
 ) -> ScriptCall:
     """Throttle the queue and hand the job back without spending an attempt."""
-    return call("rate_limited", keys, options.events_maxlen, max(1, round(seconds * 1000)),
-                claim.id, claim.token)  # fmt: skip
+    return call(
+        "rate_limited", keys, events_maxlen=options.events_maxlen,
+        throttle_ms=max(1, round(seconds * 1000)), id=claim.id, token=claim.token,
+    )  # fmt: skip
 
 
 def release(keys: QueueKeys, options: QueueOptions, held: Iterable[tuple[str, str]]) -> ScriptCall:
-    args: list[Any] = []
-    for job_id, token in held:
-        args += (job_id, token)
-    return call("release", keys, options.events_maxlen, *args)
+    """Hand back (id, token) pairs without spending an attempt."""
+    return call("release", keys, events_maxlen=options.events_maxlen, jobs=held)
 
 
 def extend_locks(
     keys: QueueKeys, lock_ttl_ms: int, worker_id: str, heartbeat_ttl_ms: int, info: bytes,
     held: Iterable[tuple[str, str]],
 ) -> ScriptCall:  # fmt: skip
-    args: list[Any] = []
-    for job_id, token in held:
-        args += (job_id, token)
-    return call("extend_locks", keys, lock_ttl_ms, worker_id, heartbeat_ttl_ms, info, *args)
+    """Renew the locks of (id, token) pairs and record the worker's heartbeat and ``info``."""
+    return call("extend_locks", keys, lock_ttl_ms=lock_ttl_ms, worker_id=worker_id,
+                heartbeat_ttl_ms=heartbeat_ttl_ms, info=info, jobs=held)  # fmt: skip
 
 
 def recover_stalled(
     keys: QueueKeys, options: QueueOptions, limit: int, worker_id: str, token_base: str,
     lock_ttl_ms: int,
 ) -> ScriptCall:  # fmt: skip
-    return call(
-        "recover_stalled", keys, options.events_maxlen, limit, worker_id, token_base, lock_ttl_ms
-    )
+    """Claim up to ``limit`` jobs whose lock expired."""
+    return call("recover_stalled", keys, events_maxlen=options.events_maxlen, limit=limit,
+                worker_id=worker_id, token_base=token_base, lock_ttl_ms=lock_ttl_ms)  # fmt: skip
 
 
 def parse_recovered(queue: str, reply: Sequence[Any]) -> list[Claim]:

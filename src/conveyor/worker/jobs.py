@@ -28,6 +28,9 @@ class Jobs:
         self.settler = settler
         #: One task per job being run or settled.
         self.tasks: set[asyncio.Task[None]] = set()
+        #: Set once the jobs were cancelled for the shutdown (and are about to be handed
+        #: back): a late handler settles nothing.
+        self.closed = False
         self._loop = asyncio.get_running_loop()
 
     def start(self, claim: Claim) -> None:
@@ -49,6 +52,9 @@ class Jobs:
                 return
             if not outcome.slot_freed:  # else given back at its timeout
                 self.slots.give()
+            if self.closed:  # it ignored the shutdown; its job was handed back meanwhile
+                log.warning("job %s returned after the worker stopped; not recorded", claim.id)
+                return
             await self.settler.settle(claim, outcome)
         finally:
             # Here rather than in a done callback: one callback less on the loop per job.
@@ -62,12 +68,14 @@ class Jobs:
 
     async def cancel_all(self) -> None:
         """Cancel the jobs still running; :meth:`hand_back` then returns those whose
-        handler ignores it."""
+        handler ignores it, and nothing settles any more."""
         if not self.tasks:
+            self.closed = True
             return
         for task in self.tasks:
             task.cancel()
         _done, stuck = await asyncio.wait(set(self.tasks), timeout=defaults.SHUTDOWN_CANCEL_WAIT)
+        self.closed = True
         if stuck:
             log.warning(
                 "%d handlers did not stop within %.0fs of their cancellation; handing their "

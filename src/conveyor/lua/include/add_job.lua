@@ -4,6 +4,7 @@
 -- waiting or delayed work changed (so workers should be woken).
 -- @include waiting
 -- @include fields
+-- @include queued
 
 -- FIFO sequence numbers, taken from the meta hash's counter seq_block at a time (a batch
 -- reserves its numbers with one call; numbers left unused are harmless gaps).
@@ -66,7 +67,7 @@ local function add_job(v, now, events_maxlen)
     if state and dedup_mode == 'throttle' then
       return false, state, holder, false
     end
-    if state and (state == 'waiting' or state == 'delayed') then  -- debounce
+    if state and queued(state) then  -- debounce
       local job = job_prefix .. holder
       from_waiting(holder)
       redis.call('ZREM', delayed_key, holder)

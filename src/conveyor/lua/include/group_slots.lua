@@ -8,8 +8,3 @@ local function group_release(group)
   end
   if redis.call('HEXISTS', meta_key, 'group_concurrency') == 1 then wake(marker_key) end
 end
-
--- The same, for the job `id`, reading its group.
-local function group_done(id)
-  group_release(redis.call('HGET', job_key .. id, 'group'))
-end

@@ -1,4 +1,4 @@
-"""The demo: a small web app's background jobs flowing, retrying and dying, shown live.
+"""The workload behind ``conveyor demo``: a small web app's jobs flowing, retrying and dying.
 
 Two workers in this process serve a fresh ``demo-<random>`` queue: welcome emails (async),
 thumbnails (sync, CPU-bound), webhooks that fail once then succeed, and three jobs that end
@@ -32,6 +32,7 @@ from conveyor.job import Job, JobState
 from conveyor.ops import Counts, JobSpec, QueueOptions
 from conveyor.queue import Queue
 from conveyor.retry import Fixed
+from conveyor.states import STATES
 from conveyor.worker import JobContext, Worker, WorkerOptions
 from conveyor.worker.handlers import Handler, make_handler
 
@@ -295,11 +296,10 @@ class _View:
             f"{self.workers} workers up, {elapsed:4.1f}s",
             title_justify="left",
         )
-        styles = {"waiting": "cyan", "delayed": "blue", "active": "yellow",
-                  "completed": "green", "dead": "red"}  # fmt: skip
-        for state, style in styles.items():
-            table.add_column(state, justify="right", style=style, min_width=9)
-        table.add_row(*(str(getattr(counts, state)) for state in styles))
+        shown = [info for info in STATES if info.state is not JobState.CANCELLED]  # none here
+        for info in shown:
+            table.add_column(info.name, justify="right", style=info.style, min_width=9)
+        table.add_row(*(str(getattr(counts, info.name)) for info in shown))
         bar = Table.grid(padding=(0, 1))
         bar.add_row(ProgressBar(total=self.total, completed=done, width=44),
                     f"{done}/{self.total} finished")  # fmt: skip
