@@ -48,7 +48,7 @@ def _area(frame: str) -> str:
     return "other"
 
 
-ROOTS = ("Worker.run ", "Worker.serve ", "_Session.run ")
+ROOTS = ("Worker.run ", "Worker.serve ", "Session.run ")
 
 
 def _component(frames: list[str]) -> str:

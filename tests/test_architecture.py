@@ -15,12 +15,7 @@ PACKAGE = Path(conveyor.__file__).parent
 
 #: Import cycles known and being removed elsewhere, with why; each must still exist (so the
 #: entry goes once the loop is gone).
-KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"conveyor.worker.processes", "conveyor.worker.runner"}): (
-        "issue 15: the worker's settle path is being reworked (Outcome and the timeout error "
-        "move to their own module)"
-    ),
-}
+KNOWN_CYCLES: dict[frozenset[str], str] = {}
 
 
 def _module_name(path: Path) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from conveyor.worker.deadlines import Deadlines
 from conveyor.worker.fetcher import InFlight
 from conveyor.worker.slots import Slots
@@ -103,3 +105,112 @@ async def test_an_unanswered_fetch_holds_acknowledgements_back_for_a_bounded_tim
     in_flight.add(stuck)
     await asyncio.wait_for(in_flight.passed(), 10)  # returns by its own bound
     stuck.cancel()
+
+
+def test_the_worker_modules_read_no_private_fields_of_other_objects() -> None:
+    """A piece that needs another's state asks through a public name (``os._exit`` aside),
+    even within one module (tests/test_architecture.py checks across modules)."""
+    import ast
+    from pathlib import Path
+
+    import conveyor.worker
+
+    found = []
+    for path in sorted(Path(conveyor.worker.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+                continue
+            if node.attr.startswith("__") or not isinstance(node.value, ast.Name):
+                continue
+            if node.value.id not in ("self", "cls", "os"):
+                found.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+    assert not found, found
+
+
+def test_held_locks_let_go_only_of_the_attempt_still_held() -> None:
+    from conveyor.worker.held import HeldLocks
+    from conveyor.worker.settler import Done
+
+    held = HeldLocks(["q", "r"])
+    held.take("q", "a", "t1")
+    held.take("q", "b", "t2")
+    assert not held.let_go("q", "a", "t0")  # an older attempt: the lock stays held
+    assert not held.let_go("other", "a", "t1")  # a queue not served
+    snapshot = held.snapshot()
+    assert snapshot == {"q": {"a": "t1", "b": "t2"}, "r": {}}
+    assert held.let_go("q", "a", "t1")
+    assert not held.let_go("q", "a", "t1")  # once
+    assert snapshot["q"] == {"a": "t1", "b": "t2"}  # a copy, untouched by later changes
+    assert held.snapshot() == {"q": {"b": "t2"}, "r": {}}
+    held.take("q", "c", "t3")
+    held.let_go_all("q", [Done("b", "t2", b"", 0), Done("c", "t0", b"", 0)])  # c: older
+    held.let_go_all("other", [Done("c", "t3", b"", 0)])
+    assert held.snapshot() == {"q": {"c": "t3"}, "r": {}}
+
+
+def test_held_locks_can_be_snapshot_from_a_thread_while_the_loop_changes_them() -> None:
+    import threading
+
+    from conveyor.worker.held import HeldLocks
+
+    held = HeldLocks(["q"])
+    done = threading.Event()
+    seen: list[int] = []
+
+    def renew() -> None:  # what the lock keeper's thread does
+        while not done.is_set():
+            seen.append(len(held.snapshot()["q"]))
+
+    thread = threading.Thread(target=renew)
+    thread.start()
+    try:
+        for n in range(20_000):
+            held.take("q", str(n), "t")
+            if n >= 10:
+                assert held.let_go("q", str(n - 10), "t")
+    finally:
+        done.set()
+        thread.join(30)
+    assert seen and max(seen) <= 11
+    assert held.snapshot()["q"] == {str(n): "t" for n in range(19_990, 20_000)}
+
+
+def test_the_outage_backoff_doubles_with_jitter_up_to_the_most_and_starts_over() -> None:
+    from conveyor import defaults
+    from conveyor.worker.outage import FIRST_PAUSE, Outage
+
+    outage = Outage()
+    pauses = [outage.pause() for _ in range(12)]
+    for n, pause in enumerate(pauses, start=1):
+        full = min(defaults.RECONNECT_BACKOFF_MAX, FIRST_PAUSE * 2**n)
+        assert full / 2 <= pause <= full
+    outage.recovered()
+    assert outage.pause() <= 2 * FIRST_PAUSE
+
+
+async def test_until_reachable_retries_through_an_outage_only(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import conveyor
+    from conveyor.worker import outage as outage_module
+
+    monkeypatch.setattr(outage_module, "FIRST_PAUSE", 0.001)
+    tries: list[int] = []
+
+    async def send() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise conveyor.ServerUnavailable("connection refused")
+        return "answered"
+
+    outage = outage_module.Outage()
+    answer = await outage_module.until_reachable(send, outage, "record job %s", "j1")
+    assert answer == "answered" and len(tries) == 3
+    retried = [r.getMessage() for r in caplog.records]
+    assert retried == ["could not record job j1, retrying: connection refused"] * 2
+
+    async def broken() -> str:
+        raise ValueError("a bug")
+
+    with pytest.raises(ValueError, match="a bug"):
+        await outage_module.until_reachable(broken, outage, "record job %s", "j2")

@@ -18,16 +18,13 @@ import time
 import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import msgspec
 
 from conveyor import codec
 from conveyor.errors import PayloadError
 from conveyor.worker.context import JobContext
-
-if TYPE_CHECKING:
-    from conveyor.worker.reporter import Reporter
 
 #: How often a child checks that the worker that started it is still alive (seconds).
 PARENT_CHECK_INTERVAL = 1.0
@@ -156,8 +153,8 @@ class _Child:
             function = self.functions.get(request["handler"])
             if function is None:
                 function = self.functions[request["handler"]] = resolve(request["handler"])
-            reporter = cast("Reporter", self.relay)  # the same two methods, over the pipe
-            context = JobContext(**request["context"], reporter=reporter)
+            # The same two methods as the worker's Reporter, over the pipe.
+            context = JobContext(**request["context"], reporter=self.relay)
             value = function(context, codec.decode(payload))
         except Exception as exc:
             return {"op": "error", "error": describe_error(exc)}, None

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from conveyor.worker.reporter import Reporter
+
+class Reports(Protocol):
+    """Where a job's progress and log lines go (the worker's
+    :class:`~conveyor.worker.reporter.Reporter`, or a child process's pipe to it)."""
+
+    def progress(self, queue: str, job_id: str, token: str, value: Any) -> None: ...
+
+    def log(self, queue: str, job_id: str, token: str, message: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -24,7 +30,7 @@ class JobContext:
     max_attempts: int
     token: str
     worker_id: str
-    reporter: Reporter | None = field(default=None, repr=False)
+    reporter: Reports | None = field(default=None, repr=False)
     #: Set when someone cancelled this job or its timeout passed; a long ``def`` handler
     #: should check it and stop (its thread cannot be killed).
     cancelled: bool = False

@@ -11,17 +11,15 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from conveyor import defaults
 from conveyor.errors import ServerUnavailable
 from conveyor.keys import QueueKeys
-from conveyor.ops import Command, QueueOptions
-from conveyor.transport import AsyncTransport
+from conveyor.ops import Command
 from conveyor.worker import calls
 from conveyor.worker.calls import Claim, Fetched
-from conveyor.worker.options import WorkerOptions
+from conveyor.worker.shared import Shared
 from conveyor.worker.slots import Slots
 
 log = logging.getLogger("conveyor.worker")
@@ -52,38 +50,28 @@ class InFlight:
             await asyncio.wait(set(self._calls), timeout=1.0)
 
 
+class Dispatch(Protocol):
+    """Where a fetcher hands the jobs it claimed (the session's :class:`~.jobs.Jobs`)."""
+
+    def start(self, claim: Claim) -> None:
+        """Start running the claimed job; its lock is held from now on."""
+
+
 class Fetcher:
     """The fetch loop of one queue."""
 
     def __init__(
-        self,
-        transport: AsyncTransport,
-        keys: QueueKeys,
-        queue_options: QueueOptions,
-        options: WorkerOptions,
-        worker_id: str,
-        slots: Slots,
-        dispatch: Callable[[Claim], None],
-        retry_pause: Callable[[], float],
-        stopping: asyncio.Event,
-        recovered: Callable[[], None],
-        in_flight: InFlight,
-        names: Sequence[str],
+        self, shared: Shared, keys: QueueKeys, slots: Slots, in_flight: InFlight, jobs: Dispatch
     ) -> None:
-        self.transport = transport
+        self.shared = shared
         self.keys = keys
-        self.queue_options = queue_options
-        self.options = options
-        self.worker_id = worker_id
+        self.options = shared.options
         self.slots = slots
-        self.dispatch = dispatch
-        self.retry_pause = retry_pause
-        self.stopping = stopping
-        self.recovered = recovered
         self.in_flight = in_flight
+        self.jobs = jobs
         #: The job names this worker has handlers for: it takes no job of another name
         #: while a live worker knows that name (see calls.fetch).
-        self.names = sorted(names)
+        self.names = sorted(shared.handlers)
         self._calls = itertools.count()
         self._failing = False
         self._pass_pause = defaults.UNKNOWN_JOB_PAUSE
@@ -93,7 +81,8 @@ class Fetcher:
         most = min(self.options.fetch_batch, self.options.concurrency)
         least = max(1, most // 4)
         batch = least
-        while not self.stopping.is_set():
+        stopping = self.shared.stopping
+        while not stopping.is_set():
             # Once the worker was full, the next fetch is small: its jobs start sooner (the
             # server's work per fetch grows with the batch), and each following fetch, sent
             # while the previous jobs start, doubles up to the most.
@@ -107,23 +96,24 @@ class Fetcher:
             except ServerUnavailable as exc:
                 self.slots.give(count)
                 self._report_outage(exc)
-                await asyncio.sleep(self.retry_pause())
+                await asyncio.sleep(self.shared.outage.pause())
                 continue
             except BaseException:
                 self.slots.give(count)
                 raise
             self.slots.give(count - len(fetched.claims))
             for claim in fetched.claims:
-                self.dispatch(claim)
+                self.jobs.start(claim)
             if not fetched.passed_over:
                 self._pass_pause = defaults.UNKNOWN_JOB_PAUSE
             if not fetched.claims:
                 await self._wait_for_work(fetched)
 
     async def _fetch(self, count: int, refill: bool = False) -> Fetched:
-        token_base = f"{self.worker_id}.{next(self._calls)}"
+        worker_id = self.shared.worker_id
+        token_base = f"{worker_id}.{next(self._calls)}"
         call = calls.fetch(
-            self.keys, self.queue_options, count, self.worker_id, token_base,
+            self.keys, self.shared.queue_options, count, worker_id, token_base,
             round(self.options.lock_ttl * 1000), names=self.names,
             unknown_job_grace=self.options.unknown_job_grace,
         )  # fmt: skip
@@ -131,13 +121,13 @@ class Fetcher:
         if refill:
             self.in_flight.add(answered)
         try:
-            (reply,) = await self.transport.execute([call])
+            (reply,) = await self.shared.transport.execute([call])
         finally:
             answered.set_result(None)
         if self._failing:
             log.warning("queue %s: the server is reachable again", self.keys.queue)
             self._failing = False
-            self.recovered()
+            self.shared.outage.recovered()
         return calls.parse_fetch(self.keys.queue, reply)
 
     async def _wait_for_work(self, fetched: Fetched) -> None:
@@ -152,15 +142,15 @@ class Fetcher:
             pause = min(timeout, self._pass_pause)
             self._pass_pause = min(self.options.idle_block, 2 * self._pass_pause)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), pause)
+                await asyncio.wait_for(self.shared.stopping.wait(), pause)
             return
         if timeout <= 0.001:
             return
         # Race the blocking read against the stop signal: a cancellation alone can be lost
         # inside the client's own retry of an interrupted read.
         marker = Command(("BLPOP", self.keys.key("marker"), f"{timeout:.3f}"))
-        blocked = asyncio.ensure_future(self.transport.execute([marker]))
-        stop = asyncio.ensure_future(self.stopping.wait())
+        blocked = asyncio.ensure_future(self.shared.transport.execute([marker]))
+        stop = asyncio.ensure_future(self.shared.stopping.wait())
         try:
             await asyncio.wait({blocked, stop}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -176,7 +166,7 @@ class Fetcher:
             blocked.result()
         except ServerUnavailable as exc:
             self._report_outage(exc)
-            await asyncio.sleep(self.retry_pause())
+            await asyncio.sleep(self.shared.outage.pause())
 
     def _report_outage(self, exc: ServerUnavailable) -> None:
         if not self._failing:

@@ -9,45 +9,46 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from typing import Protocol
 
 from conveyor import connection
 from conveyor.errors import ServerUnavailable
-from conveyor.keys import QueueKeys
 from conveyor.transport import SyncTransport
 from conveyor.worker import calls
-from conveyor.worker.options import WorkerOptions
+from conveyor.worker.held import MISSING
+from conveyor.worker.shared import Shared
 
 log = logging.getLogger("conveyor.worker")
 
 
-class LockKeeper(threading.Thread):
-    """Renews every held lock in one call per queue per interval."""
+class LockEvents(Protocol):
+    """What the lock keeper asks of, and tells, its worker session; called from its thread."""
 
-    def __init__(
-        self,
-        url: str,
-        keys: list[QueueKeys],
-        held: dict[str, dict[str, str]],
-        worker_id: str,
-        options: WorkerOptions,
-        on_lost: Callable[[str, list[tuple[str, str, bool]]], None],
-        describe: Callable[[], bytes],
-        on_cancel: Callable[[str, list[str]], None],
-        on_failed: Callable[[str], None] = lambda why: None,
-    ) -> None:
-        super().__init__(name=f"conveyor-locks-{worker_id}", daemon=True)
+    def describe(self) -> bytes:
+        """The worker's self-description, stored with each heartbeat."""
+
+    def cancel_requested(self, queue: str, job_ids: list[str]) -> None:
+        """Someone cancelled these running jobs (``queue.cancel``): stop them."""
+
+    def keeper_failed(self, why: str) -> None:
+        """The keeper gave up: the worker must stop, since without renewals its jobs look
+        stalled to every other worker."""
+
+
+class LockKeeper(threading.Thread):
+    """Renews every held lock in one call per queue per interval.
+
+    A lock the server reports lost is let go of here (and logged), so the session stops
+    renewing it."""
+
+    def __init__(self, url: str, shared: Shared, events: LockEvents) -> None:
+        super().__init__(name=f"conveyor-locks-{shared.worker_id}", daemon=True)
         self.url = url
-        self.keys = keys
-        self.held = held
-        self.worker_id = worker_id
-        self.options = options
-        self.on_lost = on_lost
-        self.describe = describe
-        self.on_cancel = on_cancel
-        #: Told (from this thread) why the keeper gave up: the worker must stop, since
-        #: without renewals its jobs look stalled to every other worker.
-        self.on_failed = on_failed
+        self.keys = list(shared.queues.values())
+        self.held = shared.held
+        self.worker_id = shared.worker_id
+        self.options = shared.options
+        self.events = events
         self._stop_event = threading.Event()
         self._transport = SyncTransport(connection.sync_client(url), url)
         self._failing = False
@@ -56,33 +57,33 @@ class LockKeeper(threading.Thread):
         """Renew all locks and the heartbeat now (also called once before the thread starts)."""
         lock_ttl_ms = round(self.options.lock_ttl * 1000)
         heartbeat_ms = round(self.options.heartbeat_ttl * 1000)
-        batch = []
-        snapshots = []
-        info = self.describe()
-        for keys in self.keys:
-            held = self.held.get(keys.queue, {}).copy()
-            snapshots.append(held)
-            batch.append(
-                calls.extend_locks(
-                    keys, lock_ttl_ms, self.worker_id, heartbeat_ms, info, held.items()
-                )
-            )
+        info = self.events.describe()
+        snapshot = self.held.snapshot()
+        held = [snapshot.get(keys.queue, {}) for keys in self.keys]
+        batch = [
+            calls.extend_locks(keys, lock_ttl_ms, self.worker_id, heartbeat_ms, info, locks.items())
+            for keys, locks in zip(self.keys, held, strict=True)
+        ]
         replies = self._transport.execute(batch)
-        for keys, held, (lost, cancel, missing) in zip(self.keys, snapshots, replies, strict=True):
+        for keys, locks, (lost, cancel, missing) in zip(self.keys, held, replies, strict=True):
             if cancel:
-                self.on_cancel(keys.queue, [raw.decode() for raw in cancel])
-            if lost:
-                # With the token renewed, so a report about an older attempt is ignored; and
-                # whether the job's record is gone.
-                self.on_lost(keys.queue, [(raw.decode(), held[raw.decode()], raw in missing)
-                                          for raw in lost])  # fmt: skip
+                self.events.cancel_requested(keys.queue, [raw.decode() for raw in cancel])
+            for raw in lost:
+                job_id = raw.decode()
+                # With the token renewed: if the job was settled (or even fetched again)
+                # since, this report is about an older attempt, and ignored.
+                if self.held.let_go(keys.queue, job_id, locks[job_id]):
+                    if raw in missing:
+                        log.warning(MISSING, job_id)
+                    else:
+                        log.warning("lost the lock of job %s; another worker may run it", job_id)
 
     def run(self) -> None:
         try:
             self._renew_until_stopped()
         except BaseException as exc:  # never a silent death: the worker stops with it
             log.critical("the lock keeper died; stopping the worker", exc_info=True)
-            self.on_failed(f"its lock keeper died: {type(exc).__name__}: {exc}")
+            self.events.keeper_failed(f"its lock keeper died: {type(exc).__name__}: {exc}")
 
     def _renew_until_stopped(self) -> None:
         failures = 0  # in a row, other than outages (which the fetchers report)
@@ -102,7 +103,9 @@ class LockKeeper(threading.Thread):
                 if failures > self.options.task_restarts:
                     log.critical("lock renewal failed %d times in a row; stopping the worker",
                                  failures, exc_info=True)  # fmt: skip
-                    self.on_failed(f"its lock renewal kept failing: {type(exc).__name__}: {exc}")
+                    self.events.keeper_failed(
+                        f"its lock renewal kept failing: {type(exc).__name__}: {exc}"
+                    )
                     return
                 log.exception("lock renewal failed; trying again in %gs",
                               self.options.lock_renew_interval)  # fmt: skip

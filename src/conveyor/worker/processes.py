@@ -33,7 +33,7 @@ from conveyor.worker import child
 from conveyor.worker.context import JobContext
 from conveyor.worker.handlers import Handler
 from conveyor.worker.options import WorkerOptions
-from conveyor.worker.runner import JobTimeoutError, Outcome
+from conveyor.worker.outcome import JobTimeoutError, Outcome
 
 log = logging.getLogger("conveyor.worker")
 

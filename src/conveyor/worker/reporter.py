@@ -15,10 +15,8 @@ from typing import Any
 
 from conveyor import codec, defaults
 from conveyor.errors import ServerUnavailable
-from conveyor.keys import QueueKeys
-from conveyor.ops import QueueOptions
-from conveyor.transport import AsyncTransport
 from conveyor.worker import calls
+from conveyor.worker.shared import Shared
 
 log = logging.getLogger("conveyor.worker")
 
@@ -35,15 +33,9 @@ class _Pending:
 class Reporter:
     """Buffers reports per job and flushes them from the event loop."""
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        transport: AsyncTransport,
-        queues: dict[str, tuple[QueueKeys, QueueOptions]],
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, shared: Shared) -> None:
         self.loop = loop
-        self.transport = transport
-        self.queues = queues
+        self.shared = shared
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], _Pending] = {}
         self._scheduled = False
@@ -111,12 +103,12 @@ class Reporter:
         for (queue, job_id), entry in pending.items():
             logs = "".join(entry.lines).encode()
             by_queue.setdefault(queue, []).append((job_id, entry.token, entry.progress, logs))
+        queues, options = self.shared.queues, self.shared.queue_options
         batch = [
-            calls.report(self.queues[queue][0], self.queues[queue][1], reports)
-            for queue, reports in by_queue.items()
+            calls.report(queues[queue], options, reports) for queue, reports in by_queue.items()
         ]
         try:
-            await self.transport.execute(batch)
+            await self.shared.transport.execute(batch)
         except ServerUnavailable as exc:
             log.warning("could not store progress/logs of %d jobs: %s", len(pending), exc)
         except Exception:  # reports are best effort; a flusher that died would lose the rest

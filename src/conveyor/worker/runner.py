@@ -17,52 +17,24 @@ import contextvars
 import functools
 import logging
 import time
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from conveyor import codec, defaults
 from conveyor.errors import ConveyorError, PayloadError
-from conveyor.job import AttemptCause, ErrorInfo
+from conveyor.job import AttemptCause
 from conveyor.stored import describe
 from conveyor.worker.calls import Claim
 from conveyor.worker.context import JobContext
 from conveyor.worker.deadlines import Deadline, Deadlines
 from conveyor.worker.handlers import Handler
 from conveyor.worker.log_context import current_job
+from conveyor.worker.outcome import JobTimeoutError, Outcome, failed
+from conveyor.worker.processes import ProcessPool
 from conveyor.worker.reporter import Reporter
 from conveyor.worker.threads import HandlerThreads
 
-if TYPE_CHECKING:
-    from conveyor.worker.processes import ProcessPool
-
 log = logging.getLogger("conveyor.worker")
-
-
-@dataclass(slots=True)
-class Outcome:
-    """How one attempt ended."""
-
-    ok: bool
-    result: bytes = b""
-    cause: AttemptCause | None = None
-    error: BaseException | None = None
-    traceback: str = ""
-    #: The job's concurrency slot was given back already (at its timeout).
-    slot_freed: bool = False
-    duration: float = 0.0
-    #: The job was cancelled while it ran: it ends as cancelled, not completed or retried.
-    cancelled: bool = False
-
-    def error_info(self) -> ErrorInfo:
-        exc = self.error
-        message = str(exc) if exc is not None else ""
-        return ErrorInfo(
-            type=type(exc).__name__ if exc is not None else "Error",
-            message=message[: defaults.MAX_ERROR_MESSAGE_CHARS],
-            traceback=self.traceback[-defaults.MAX_TRACEBACK_CHARS :],
-        )
 
 
 class UnknownJobError(ConveyorError):
@@ -79,16 +51,7 @@ def invalid_job(claim: Claim) -> Outcome | None:
     if not claim.problems:
         return None
     error = InvalidJobError("the stored job is malformed: " + describe(claim.problems))
-    return _failed(AttemptCause.INVALID_JOB, error, with_traceback=False)
-
-
-class JobTimeoutError(ConveyorError, TimeoutError):
-    """The handler ran longer than the job's timeout."""
-
-
-def _failed(cause: AttemptCause, exc: BaseException, with_traceback: bool = True) -> Outcome:
-    text = "".join(traceback.format_exception(exc)) if with_traceback else ""
-    return Outcome(False, cause=cause, error=exc, traceback=text)
+    return failed(AttemptCause.INVALID_JOB, error, with_traceback=False)
 
 
 def _uncancel(task: asyncio.Task[Any]) -> int:
@@ -215,11 +178,11 @@ class Runner:
         handler = self.handlers.get(claim.name)
         if handler is None:
             error = UnknownJobError(f"no handler is registered for job name {claim.name!r}")
-            return _failed(AttemptCause.UNKNOWN_JOB, error, with_traceback=False)
+            return failed(AttemptCause.UNKNOWN_JOB, error, with_traceback=False)
         try:
             payload = codec.decode(claim.raw_payload)
         except PayloadError as exc:
-            return _failed(AttemptCause.INVALID_PAYLOAD, exc, with_traceback=False)
+            return failed(AttemptCause.INVALID_PAYLOAD, exc, with_traceback=False)
         context = JobContext(
             claim.id, claim.name, claim.queue, claim.attempt, claim.max_attempts, claim.token,
             self.worker_id, self.reporter,
@@ -251,14 +214,14 @@ class Runner:
         except asyncio.CancelledError:
             if timed_out:
                 error = JobTimeoutError(f"{handler.name} did not finish within {job.timeout:g}s")
-                return _failed(AttemptCause.TIMEOUT, error, with_traceback=False)
+                return failed(AttemptCause.TIMEOUT, error, with_traceback=False)
             if not job.cancelled:
                 raise  # the worker is shutting down: the job is handed back
             _uncancel(task)
             return Outcome(False, cancelled=True)
         except Exception as exc:
             if not timed_out:
-                return _failed(AttemptCause.ERROR, exc)
+                return failed(AttemptCause.ERROR, exc)
         else:
             if not timed_out:
                 return self._encoded(result)
@@ -268,7 +231,7 @@ class Runner:
             f"cancellation and ended {time.monotonic() - started:.1f}s after it started; "
             "its result is ignored)"
         )
-        return _failed(AttemptCause.TIMEOUT, error, with_traceback=False)
+        return failed(AttemptCause.TIMEOUT, error, with_traceback=False)
 
     async def _run_in_thread(
         self, handler: Handler, job: _Running, payload: Any, task: asyncio.Task[Any]
@@ -298,13 +261,13 @@ class Runner:
                         job.context.id, handler.name, time.monotonic() - started,
                     )
                 )  # fmt: skip
-            return _failed(AttemptCause.TIMEOUT, error, with_traceback=False)
+            return failed(AttemptCause.TIMEOUT, error, with_traceback=False)
         except Exception as exc:
-            return _failed(AttemptCause.ERROR, exc)
+            return failed(AttemptCause.ERROR, exc)
         return self._encoded(result)
 
     def _encoded(self, result: Any) -> Outcome:
         try:
             return Outcome(True, codec.encode(result, limit=self.max_result_bytes, what="result"))
         except PayloadError as exc:
-            return _failed(AttemptCause.ERROR, exc, with_traceback=False)
+            return failed(AttemptCause.ERROR, exc, with_traceback=False)
