@@ -192,6 +192,17 @@ def test_replay_at_a_rate(queue: conveyor.SyncQueue) -> None:
     assert queue.counts().waiting == 5
 
 
+@pytest.mark.parametrize("rate", ["nan", "inf", "0", "-1"])
+def test_replay_refuses_a_rate_that_is_no_positive_number(
+    queue: conveyor.SyncQueue, rate: str
+) -> None:
+    killed(queue, "send_email", 1)
+    result = run("replay", queue.name, "--all", "--yes", "--rate", rate)
+    assert result.exit_code == 2, result.output
+    assert "rate" in result.output and "Traceback" not in result.output
+    assert queue.counts().dead == 1 and queue.counts().waiting == 0  # nothing moved
+
+
 def test_replay_to_another_queue(queue: conveyor.SyncQueue, other: conveyor.SyncQueue) -> None:
     (job_id,) = killed(queue, "send_email", {"to": "ada@example.com"})
     result = run("replay", queue.name, job_id, "--to", other.name)

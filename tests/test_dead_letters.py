@@ -220,6 +220,33 @@ async def test_dead_jobs_are_routed_to_a_named_dead_letter_queue(
         await q.close()
 
 
+async def test_a_dead_job_that_cannot_be_copied_as_is_never_blocks_the_routing(
+    server_url: str, queue_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = f"{queue_name}-dlq"
+    options = conveyor.QueueOptions(dead_letter_queue=target, max_attempts=1,
+                                    max_payload_bytes=2 * 1024 * 1024)  # fmt: skip
+    queue = conveyor.Queue(queue_name, url=server_url, options=options)
+    dlq = conveyor.Queue(target, url=server_url)
+    long_id = "x" * conveyor.defaults.MAX_ID_CHARS  # "queue.id.0" would be too long an id
+    async with RunningWorker(failing_worker(queue_name, server_url, queue_options=options)):
+        big = await queue.enqueue("key_error", "b" * (600 * 1024))  # over the target's limit
+        await wait_for(lambda: "gets no dead-letter copy" in caplog.text)
+        await queue.enqueue("key_error", "k", id=long_id)
+        await queue.enqueue("key_error", "last")
+        await wait_for(lambda: _waiting(dlq, 2))
+    routed = {job.payload["id"]: job for job in await dlq.list_jobs("waiting")}
+    assert long_id in routed and len(routed) == 2 and big.id not in routed
+    assert (await queue.get_job(big.id)).state is JobState.DEAD  # still in its own DLQ
+    for q in (queue, dlq):
+        await q.obliterate(force=True)
+        await q.close()
+
+
+async def _waiting(queue: conveyor.Queue, n: int) -> bool:
+    return (await queue.counts()).waiting == n
+
+
 async def _first_waiting(queue: conveyor.Queue) -> conveyor.Job | None:
     jobs = await queue.list_jobs("waiting")
     return jobs[0] if jobs else None

@@ -6,6 +6,8 @@ interrupted bulk replay or drop loses nothing and can simply be run again.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from conveyor import defaults, dlq_records
+from conveyor import defaults, dlq_records, validate
 from conveyor.dlq_records import CheckedJob, record_line
 from conveyor.job import DeadReason, Job, JobState, job_from_hash
 from conveyor.keys import QueueKeys, job_partition, partition_for
@@ -26,8 +28,11 @@ from conveyor.ops import (
     QueueOptions,
     call,
     enqueue_many,
+    job_args,
     priority_band,
 )
+
+log = logging.getLogger("conveyor.dlq")
 
 SCAN = 1000  # dead-set entries one list call looks at, at most
 BATCH = 500  # jobs one replay, drop or import call moves, at most
@@ -241,8 +246,8 @@ def bulk_replay(
     most ``rate`` per second."""
     if dry_run:
         return BulkResult(len(ids), 0, ids, dry_run=True)
-    if rate is not None and rate <= 0:
-        raise ValueError("rate must be positive")
+    if rate is not None:
+        rate = check_rate(rate)
     size = BATCH if rate is None else max(1, min(BATCH, int(rate)))
     moved: list[str] = []
     refused: dict[str, str] = {}
@@ -289,6 +294,22 @@ def dead_letter_payload(job: Job) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def check_rate(rate: float) -> float:
+    """``rate`` (jobs a second for a bulk move) if it is a positive finite number."""
+    return validate.number(rate, "rate (jobs a second)", 0.0, defaults.MAX_LIMIT, low_open=True)
+
+
+def dead_letter_copy_id(queue: str, job_id: str, replays: int) -> str:
+    """The id of a dead job's copy in the dead-letter queue, the same for every try: the
+    queue, id and replay count, or a digest of the first two when that is no usable id."""
+    plain = f"{queue}.{job_id}.{replays}"
+    try:
+        return validate.text(plain, "a dead-letter copy's id", defaults.MAX_ID_CHARS)
+    except ValueError:
+        digest = hashlib.blake2b(f"{queue}\0{job_id}".encode(), digest_size=16).hexdigest()
+        return f"{digest}.{replays}"
+
+
 def route_outbox(
     keys: QueueKeys, options: QueueOptions, targets: Sequence[QueueKeys], limit: int = 100
 ) -> Op[int]:
@@ -309,8 +330,14 @@ def route_outbox(
     for raw, fields in zip(raw_ids, replies, strict=True):
         if fields:
             job = job_from_hash(keys.queue, fields, job_id=raw.decode())
-            copy_id = f"{keys.queue}.{job.id}.{job.replays}"
+            copy_id = dead_letter_copy_id(keys.queue, job.id, job.replays)
             spec = JobSpec("dead_letter", dead_letter_payload(job), id=copy_id)
+            try:
+                job_args(spec, QueueOptions())  # one bad copy must not block the outbox
+            except ValueError as exc:
+                log.warning("dead job %r of queue %s gets no dead-letter copy: %s",
+                            job.id, keys.queue, exc)  # fmt: skip
+                continue
             specs.setdefault(partition_for(copy_id, len(targets)), []).append(spec)
     for index, batch in specs.items():
         yield from enqueue_many(targets[index], batch, QueueOptions())

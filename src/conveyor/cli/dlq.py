@@ -158,6 +158,15 @@ def _target_queue(ctx: click.Context, param: click.Parameter, value: str | None)
     return value
 
 
+def _rate(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return dlq_ops.check_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
 def _dead_job(queue: SyncQueue, job_id: str) -> Job:
     found = queue.get_job(job_id)
     if found is None:
@@ -353,7 +362,7 @@ def _report(result: BulkResult, as_json: bool, template: str) -> None:
 @click.argument("job_id", metavar="[ID]", required=False)
 @click.option("--all", "everything", is_flag=True, help="Every dead job of the queue.")
 @_filter_options
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None, metavar="N",
+@click.option("--rate", type=float, default=None, metavar="N", callback=_rate,
               help="Replay at most N jobs a second, not to flood the workers.")  # fmt: skip
 @click.option("--dry-run", is_flag=True, help="Print what would be replayed; change nothing.")
 @click.option("--to", metavar="QUEUE", default=None, callback=_target_queue,
