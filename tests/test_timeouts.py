@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import subprocess
@@ -24,22 +23,12 @@ from conveyor.cli import main
 from conveyor.prometheus import QueueCollector
 from conveyor.worker.threads import HandlerThreads
 from tests.cli_runner import invoke, invoke_json
-from tests.conftest import WORKER_TEST_OPTIONS, RunningWorker, wait_for
+from tests.conftest import RunningWorker, wait_for
+from tests.test_worker import in_state, make_worker
 
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def make_worker(queue: conveyor.Queue, url: str, **options: Any) -> conveyor.Worker:
-    return conveyor.Worker(
-        queue.name, url=url, options=dataclasses.replace(WORKER_TEST_OPTIONS, **options)
-    )
-
-
-async def in_state(queue: conveyor.Queue, job_id: str, state: JobState) -> conveyor.Job | None:
-    job = await queue.get_job(job_id)
-    return job if job is not None and job.state is state else None
 
 
 async def test_a_swallowed_cancellation_is_a_timeout_and_frees_the_slot_at_the_timeout(
